@@ -1,0 +1,116 @@
+"""hwgen command line: list cores and boards, emit Verilog, report area and Fmax, build bitstreams.
+
+    python -m hwgen cores
+    python -m hwgen verilog if --param neurons=16 -o if16.v
+    python -m hwgen report if --device up5k
+    python -m hwgen boards
+    python -m hwgen build [--board icebreaker] [--design if-selftest] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _cores(args):
+    from .cores import CORES, core_parameters, make_core
+    for name, cls in CORES.items():
+        summary = (cls.__doc__ or "").strip().splitlines()[0]
+        print(f"{name}: {cls.__name__} — {summary}")
+        core = make_core(name)
+        print(f"    defaults: latency {core.latency} cycles, throughput {core.throughput:g} "
+              f"beats/cycle, membrane {core.membrane_format}")
+        for p in core_parameters(name):
+            print(f"    {p.name} = {p.default!r}: {p.doc}")
+
+
+def _make(args):
+    from .cores import make_core, parse_params
+    return make_core(args.core, parse_params(args.core, args.param))
+
+
+def _verilog(args):
+    from .verilog import emit
+    core = _make(args)
+    text = emit(core, args.name or f"{args.core}_core")
+    if args.output:
+        Path(args.output).write_text(text)
+        print(f"wrote {args.output}: latency {core.latency} cycles, throughput "
+              f"{core.throughput:g} beats/cycle", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+
+
+def _report(args):
+    from .report import report_core
+    core = _make(args)
+    result = report_core(core, args.device, name=f"{args.core}_core", seed=args.seed)
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.json:
+        Path(args.json).write_text(text + "\n")
+
+
+def _boards(args):
+    from boards import BOARDS
+    for name, board in BOARDS.items():
+        print(f"{name}: {board.device}, {board.clock_hz / 1e6:g} MHz clock")
+
+
+def _build(args):
+    from .build import build
+    result = build(args.board, args.design, Path(args.out) if args.out else None, seed=args.seed)
+    print(json.dumps(result, indent=2))
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m hwgen", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sub.add_parser("cores", help="list the cores, their parameters and defaults").set_defaults(
+        run=_cores)
+
+    def core_args(q):
+        q.add_argument("core", help="core name (see `cores`)")
+        q.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                       help="core parameter (integer, or none); repeatable")
+
+    q = sub.add_parser("verilog", help="emit a core's Verilog")
+    core_args(q)
+    q.add_argument("-o", "--output", help="file to write (default: standard output)")
+    q.add_argument("--name", help="Verilog module name (default: CORE_core)")
+    q.set_defaults(run=_verilog)
+
+    q = sub.add_parser("report", help="synthesise a bare core and print area and Fmax as JSON")
+    core_args(q)
+    q.add_argument("--device", default="up5k", help="target device (default: up5k)")
+    q.add_argument("--seed", type=int, default=1, help="placer seed (default: 1)")
+    q.add_argument("--json", metavar="FILE", help="also write the JSON to FILE")
+    q.set_defaults(run=_report)
+
+    sub.add_parser("boards", help="list the supported boards").set_defaults(run=_boards)
+
+    q = sub.add_parser("build", help="build a board bitstream with a self-testing design")
+    q.add_argument("--board", default="icebreaker", help="board name (default: icebreaker)")
+    q.add_argument("--design", default="if-selftest", help="design (default: if-selftest)")
+    q.add_argument("--out", help="output folder (default: build/BOARD-DESIGN)")
+    q.add_argument("--seed", type=int, default=1, help="placer seed (default: 1)")
+    q.set_defaults(run=_build)
+    return p
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        args.run(args)
+    except (ValueError, TypeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,87 @@
+"""Registry of the generators: ``python -m hwgen cores`` lists it."""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+
+from .if_neuron import IFPopulation
+from .mt_neuron import MTPopulation
+
+__all__ = ["CORES", "CoreParameter", "core_class", "core_parameters", "make_core",
+           "parse_params"]
+
+#: CLI name -> component class. Constructors take keyword-only parameters with defaults.
+CORES = {
+    "if": IFPopulation,
+    "mt": MTPopulation,
+}
+
+
+@dataclass(frozen=True)
+class CoreParameter:
+    name: str
+    default: object
+    doc: str
+
+
+def core_class(name: str):
+    try:
+        return CORES[name]
+    except KeyError:
+        raise ValueError(f"unknown core {name!r}; known cores: {', '.join(sorted(CORES))}") from None
+
+
+def _param_docs(cls) -> dict[str, str]:
+    """Parameter descriptions from the numpydoc ``Parameters`` section of the class docstring."""
+    docs, current = {}, None
+    lines = inspect.getdoc(cls).splitlines()
+    try:
+        start = lines.index("Parameters") + 2
+    except ValueError:
+        return docs
+    for line in lines[start:]:
+        if line and not line.startswith(" "):
+            if " : " not in line:
+                break
+            names = line.split(" : ")[0]
+            current = [n.strip() for n in names.split(",")]
+            for n in current:
+                docs[n] = ""
+        elif current and line.strip():
+            for n in current:
+                docs[n] = (docs[n] + " " + line.strip()).strip()
+    return docs
+
+
+def core_parameters(name: str) -> list[CoreParameter]:
+    cls = core_class(name)
+    docs = _param_docs(cls)
+    return [CoreParameter(p.name, p.default, docs.get(p.name, ""))
+            for p in inspect.signature(cls.__init__).parameters.values()
+            if p.kind is p.KEYWORD_ONLY]
+
+
+def parse_params(name: str, assignments: list[str]) -> dict[str, object]:
+    """Turn ``["neurons=8", "v_init=none"]`` into keyword arguments for core ``name``."""
+    known = {p.name: p for p in core_parameters(name)}
+    params = {}
+    for item in assignments:
+        key, sep, text = item.partition("=")
+        if not sep:
+            raise ValueError(f"--param takes NAME=VALUE, not {item!r}")
+        if key not in known:
+            raise ValueError(f"core {name!r} has no parameter {key!r}; its parameters: "
+                             f"{', '.join(known)}")
+        if text.lower() == "none":
+            params[key] = None
+            continue
+        try:
+            params[key] = int(text, 0)
+        except ValueError:
+            raise ValueError(f"parameter {key} takes an integer, not {text!r}") from None
+    return params
+
+
+def make_core(name: str, params: dict[str, object] | None = None):
+    return core_class(name)(**(params or {}))

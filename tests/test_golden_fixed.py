@@ -1,0 +1,59 @@
+import pytest
+import torch
+from hypothesis import given, strategies as st
+
+from golden.fixed import Format, bits_for_range
+
+
+def test_format_range():
+    f = Format(8, 4)
+    assert (f.min_int, f.max_int) == (-128, 127)
+    assert (f.min, f.max) == (-8.0, 127 / 16)
+    u = Format(8, 0, signed=False)
+    assert (u.min_int, u.max_int) == (0, 255)
+    assert str(f) == "s8.4" and str(u) == "u8.0"
+
+
+def test_quantise_rounds_half_up_and_saturates():
+    f = Format(8, 1)
+    x = torch.tensor([0.25, -0.25, 0.75, -0.75, 1.0, 100.0, -100.0])
+    # 0.25*2 = 0.5 -> 1; -0.5 -> 0 (half up, not half away from zero); 1.5 -> 2; -1.5 -> -1
+    assert f.quantise(x).tolist() == [1, 0, 2, -1, 2, 127, -128]
+
+
+def test_to_float_inverts_quantise_on_grid():
+    f = Format(12, 5)
+    q = torch.arange(f.min_int, f.max_int + 1)
+    assert torch.equal(f.quantise(f.to_float(q)), q)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"width": 1}, "width must be an integer from 2 to 62, not 1"),
+    ({"width": 70}, "width must be an integer from 2 to 62, not 70"),
+    ({"width": 8.0}, "width must be an integer, not 8.0"),
+])
+def test_format_rejects_bad_width(kwargs, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        Format(**kwargs)
+
+
+def test_check_names_parameter_and_range():
+    with pytest.raises(ValueError, match=r"x has values from -9 to 3; format s4.0 allows -8 to 7"):
+        Format(4).check("x", torch.tensor([-9, 3]))
+    with pytest.raises(TypeError, match="x must be an integer tensor"):
+        Format(4).check("x", torch.tensor([0.5]))
+
+
+def test_quantise_scalar_refuses_to_saturate():
+    with pytest.raises(ValueError, match="threshold = 9.0 is outside format s8.4"):
+        Format(8, 4).quantise_scalar("threshold", 9.0)
+    assert Format(8, 4).quantise_scalar("threshold", 1.03) == 16
+
+
+@given(st.integers(-10**6, 10**6), st.integers(0, 10**6))
+def test_bits_for_range_is_minimal(lo, span):
+    hi = lo + span
+    w = bits_for_range(lo, hi)
+    assert -(1 << (w - 1)) <= lo and hi < (1 << (w - 1))
+    if w > 1:
+        assert not (-(1 << (w - 2)) <= lo and hi < (1 << (w - 2)))

