@@ -34,18 +34,26 @@ def edge_sequences(config: IFConfig | MTConfig) -> list[torch.Tensor]:
     seqs = [_hold(hi, T), _hold(lo, T), _hold(0, T)]
     alternating = torch.tensor([hi if t % 2 == 0 else lo for t in range(T)], dtype=torch.int64)
     seqs += [alternating, -alternating.clamp(min=-hi)]
+    # (first input, input on later steps): the first step lands the membrane on a threshold or
+    # one LSB either side; then either nothing more, the same input again, or exactly what a
+    # spike at that threshold subtracts, which lands on the same threshold at every step.
     if isinstance(config, IFConfig):
-        # The first step integrates v_init + x: put u exactly on the threshold and one LSB off;
-        # holding x = threshold (or threshold - 1) puts later steps on it as well.
         v0, theta = config.initial_potential, config.threshold
-        ties = [theta - v0 + d for d in (-1, 0, 1)] + [theta + d for d in (-1, 0, 1)]
+        starts = [(theta - v0 + d, theta) for d in (-1, 0, 1)]
+        starts += [(theta + d, theta) for d in (-1, 0, 1)]
     else:
         pos, neg = config.thresholds
-        ties = [t + d for t in pos + neg for d in (-1, 0, 1)]
-    for value in ties:
-        if lo <= value <= hi:
-            seqs += [_first_then(value, 0, T), _hold(value, T)]
-    return seqs
+        starts = [(pos[k] + d, config.lambda_pos << k) for k in range(config.levels)
+                  for d in (-1, 0, 1)]
+        starts += [(neg[k] + d, -(config.lambda_neg << k)) for k in range(config.levels)
+                   for d in (-1, 0, 1)]
+    for first, step in starts:
+        if lo <= first <= hi:
+            seqs += [_first_then(first, 0, T), _hold(first, T)]
+            if lo <= step <= hi:
+                seqs.append(_first_then(first, step, T))
+    unique = {tuple(seq.tolist()): seq for seq in seqs}
+    return list(unique.values())
 
 
 def random_samples(config: IFConfig | MTConfig, neurons: int, count: int,

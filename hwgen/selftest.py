@@ -19,11 +19,9 @@ from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import Out
 
 from golden.fixed import check_int
-from golden.if_neuron import if_neuron
-from golden.mt_neuron import mt_neuron
+from golden.stimulus import edge_sequences, pack_sequences, random_samples
 
-from .cores.if_neuron import IFPopulation
-from .cores.mt_neuron import MTPopulation
+from .cores.population import NeuronPopulation
 
 __all__ = ["SelfTest", "SelfTestVectors", "neuron_selftest_vectors"]
 
@@ -168,102 +166,27 @@ class SelfTestVectors(NamedTuple):
     expected: list[int]  #: expected output beats, ``core.o`` payloads packed likewise
 
 
-def _edge_patterns(core) -> list[list[int]]:
-    """Per-neuron input sequences (T values each) that probe format extremes and ties."""
-    cfg = core.config
-    steps = cfg.time_steps
-    lo, hi = cfg.input_format.min_int, cfg.input_format.max_int
-    patterns = [
-        [hi] * steps,
-        [lo] * steps,
-        [0] * steps,
-        [hi if t % 2 == 0 else lo for t in range(steps)],
-        [lo if t % 2 == 0 else hi for t in range(steps)],
-    ]
-    # The first step lands the membrane on a threshold (or one below / above it); the later
-    # steps add exactly what a spike at that threshold subtracts, landing on it again.
-    if isinstance(core, IFPopulation):
-        start = cfg.threshold - cfg.initial_potential
-        for d in (0, -1, 1):
-            patterns.append([start + d] + [cfg.threshold] * (steps - 1))
-    else:
-        pos, neg = cfg.thresholds
-        for k in range(cfg.levels):
-            for d in (0, -1, 1):
-                patterns.append([pos[k] + d] + [cfg.lambda_pos << k] * (steps - 1))
-                patterns.append([neg[k] - d] + [-(cfg.lambda_neg << k)] * (steps - 1))
-    unique = {}
-    for pattern in patterns:
-        unique.setdefault(tuple(min(hi, max(lo, v)) for v in pattern), None)
-    return [list(p) for p in unique]
-
-
 def neuron_selftest_vectors(core, samples: int = 1, seed: int = 1) -> SelfTestVectors:
-    """Golden input and output beats for an :class:`IFPopulation` or :class:`MTPopulation`.
+    """Golden input and output beats for a neuron population core (IF or MT).
 
-    A sample is ``T = core.config.time_steps`` steps of one input per neuron. The vector set is
-    ``E`` edge samples followed by ``samples`` random samples, where the edge samples give one
-    neuron each of the edge patterns: every step at the input format's maximum, at its minimum,
-    zero, alternating extremes, and ties (the membrane landing exactly on a threshold, and one
-    below and above it, on every step; for MT at every level and both signs). ``E`` is the
-    number of patterns divided by the neuron count, rounded up. Neurons not given a pattern get
-    random inputs: even neurons uniform over the whole input format, odd neurons uniform over the
-    thresholds' scale (``±2 * threshold`` for IF, ``±lambda * 2**(levels-1)`` for MT), clamped
-    to the format. Random values come from a ``torch.Generator`` seeded with ``seed``.
-
-    Beats are ordered as the core takes them: sample, then time step, then neuron; ``first`` is 1
-    on every beat of a sample's first step. The expected beats are the golden model's outputs
-    (:func:`golden.if_neuron.if_neuron`, :func:`golden.mt_neuron.mt_neuron` with the core's
-    config), one per input beat, packed in the core's output layout (MT: ``fire``, ``negative``,
-    ``k`` with ``k = 0`` when silent).
+    The set is the edge-case samples of :func:`golden.stimulus.edge_sequences` (format extremes
+    held for T steps, ties at every threshold, landing on a threshold at every step), laid out
+    one sequence per neuron, followed by ``samples`` random samples
+    (:func:`golden.stimulus.random_samples`), all drawn from a generator seeded with ``seed``.
+    Beats are in the core's stream order (:meth:`NeuronPopulation.input_beats`); the expected
+    beats are its golden twin's outputs (:meth:`NeuronPopulation.reference_outputs`), both
+    packed as unsigned integers in the core's payload layouts.
     """
-    if not isinstance(core, (IFPopulation, MTPopulation)):
-        raise TypeError(f"core must be an IFPopulation or MTPopulation, not {core!r}")
+    if not isinstance(core, NeuronPopulation):
+        raise TypeError(f"core must be a neuron population core, not {core!r}")
     check_int("samples", samples, minimum=0, maximum=1 << 16)
     check_int("seed", seed, minimum=0)
-    cfg = core.config
-    steps, neurons = cfg.time_steps, core.neurons
-    lo, hi = cfg.input_format.min_int, cfg.input_format.max_int
-
-    patterns = _edge_patterns(core)
-    edge_samples = -(-len(patterns) // neurons)
-    total = edge_samples + samples
-
     generator = torch.Generator().manual_seed(seed)
-    if isinstance(core, IFPopulation):
-        scale_lo, scale_hi = -2 * cfg.threshold, 2 * cfg.threshold
-    else:
-        scale_lo = -(cfg.lambda_neg << (cfg.levels - 1))
-        scale_hi = cfg.lambda_pos << (cfg.levels - 1)
-    scale_lo, scale_hi = max(lo, scale_lo), min(hi, scale_hi)
-    shape = (total, steps, neurons)
-    full = torch.randint(lo, hi + 1, shape, generator=generator)
-    scaled = torch.randint(scale_lo, scale_hi + 1, shape, generator=generator)
-    x = torch.where(torch.arange(neurons) % 2 == 0, full, scaled)
-    for slot, pattern in enumerate(patterns):
-        x[slot // neurons, :, slot % neurons] = torch.tensor(pattern)
-
-    # Golden models take (T, ...) and run every (sample, neuron) independently.
-    by_step = x.permute(1, 0, 2)
-    if isinstance(core, IFPopulation):
-        out = if_neuron(by_step, cfg.threshold, cfg.initial_potential).spikes
-    else:
-        out = mt_neuron(by_step, cfg.lambda_pos, cfg.lambda_neg, cfg.levels).codes
-    out = out.permute(1, 0, 2)
-
-    in_layout = core.i.payload.shape()
-    out_layout = core.o.payload.shape()
+    xs = pack_sequences(edge_sequences(core.config), core.neurons, core.config, generator)
+    xs += random_samples(core.config, core.neurons, samples, generator)
+    in_layout, out_layout = core.i.payload.shape(), core.o.payload.shape()
     inputs, expected = [], []
-    for s in range(total):
-        for t in range(steps):
-            for n in range(neurons):
-                inputs.append(in_layout.const(
-                    {"x": int(x[s, t, n]), "first": int(t == 0)}).as_value().value)
-                value = int(out[s, t, n])
-                if isinstance(core, IFPopulation):
-                    fields = {"spike": value}
-                else:
-                    fields = {"fire": int(value != 0), "negative": int(value < 0),
-                              "k": abs(value).bit_length() - 1 if value else 0}
-                expected.append(out_layout.const(fields).as_value().value)
+    for x in xs:
+        inputs += [in_layout.const(beat).as_value().value for beat in core.input_beats(x)]
+        expected += [out_layout.const(out).as_value().value for out in core.reference_outputs(x)]
     return SelfTestVectors(inputs, expected)

@@ -109,5 +109,5 @@ def test_selftest_rejects_bad_vectors():
                        match=r"^expected\[1\] must be an integer from 0 to 1 \(a 1-bit payload\), "
                              r"not 2$"):
         SelfTest(core, [0], [0, 2])
-    with pytest.raises(TypeError, match=r"^core must be an IFPopulation or MTPopulation"):
+    with pytest.raises(TypeError, match=r"^core must be a neuron population core"):
         neuron_selftest_vectors(object())
