@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -58,6 +59,7 @@ def area_and_fmax(devices, seeds):
 
 
 def simulation_throughput():
+    os.environ.setdefault("COCOTB_LOG_LEVEL", "WARNING")  # keep the table readable
     from sim.neuron_check import check_neuron_core
     from sim.runner import verilator_model
     rows = []

@@ -103,8 +103,8 @@ def mt_decode(codes: torch.Tensor, lambda_pos, lambda_neg) -> torch.Tensor:
 def _select(v: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
     """Signed code of the level that fires; thresholds rise with k, so the number of levels
     reached is the highest hit plus one."""
-    n_pos = (v.unsqueeze(-1) >= pos).sum(-1)
-    n_neg = (v.unsqueeze(-1) <= neg).sum(-1)
+    n_pos = torch.searchsorted(pos, v, right=True)  # how many of pos are <= v
+    n_neg = torch.searchsorted(-neg, -v, right=True)  # how many of neg are >= v
     one = torch.ones(v.shape, dtype=torch.int64)
     return torch.where(n_pos > 0, one << (n_pos - 1).clamp(min=0),
                        torch.where(n_neg > 0, -(one << (n_neg - 1).clamp(min=0)), 0))

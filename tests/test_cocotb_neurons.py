@@ -22,7 +22,7 @@ PARAMETER_SETS = {
     "if_default": ("if", {}),
     "if_wide": ("if", dict(neurons=256, width=24, frac=16, threshold=3 << 15, time_steps=64,
                            v_init=0)),
-    # Two neurons with a 5-cycle recurrence: throughput 2/5.
+    # Two neurons with a 6-cycle recurrence: throughput 1/3.
     "mt_small": ("mt", dict(neurons=2, width=5, frac=0, lambda_pos=1, lambda_neg=2, levels=2,
                             time_steps=8)),
     "mt_default": ("mt", {}),

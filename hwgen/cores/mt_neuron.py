@@ -35,7 +35,7 @@ class MTPopulation(NeuronPopulation):
 
     Streams: ``i`` carries ``{x: signed(width), first: 1}`` in a fixed sweep over the neurons;
     ``o`` carries ``{fire, negative, k}`` (:func:`mt_code_layout`), one beat per input beat.
-    Latency 5 cycles; throughput 1 beat per cycle for ``neurons >= 5`` (P/5 below).
+    Latency 6 cycles; throughput 1 beat per cycle for ``neurons >= 6`` (P/6 below).
     The membrane width is derived from the parameters so that ``time_steps`` steps of any
     inputs cannot overflow. No multipliers: the levels are constants.
 
@@ -66,7 +66,7 @@ class MTPopulation(NeuronPopulation):
 
     @property
     def update_depth(self) -> int:
-        return 2
+        return 3
 
     def update_stages(self, m: Module, advance, v_old, x):
         cfg = self.config
@@ -74,34 +74,34 @@ class MTPopulation(NeuronPopulation):
         pos, neg = cfg.thresholds
         layout = mt_code_layout(cfg.levels)
 
-        u = Signal(shape, reset_less=True)
-        with m.If(advance):
-            m.d.sync += u.eq(v_old + x)
-
-        # Both threshold sets are thermometers (a hit at level k implies hits below it), so the
-        # level that fires is the one whose hit is not followed by a hit above: one-hot, and at
-        # most one of the two signs is hot.
-        hit_pos = [u >= t for t in pos] + [C(0)]
-        hit_neg = [u <= t for t in neg] + [C(0)]
-        terms = []
-        for k in range(cfg.levels):
-            terms.append((hit_pos[k] & ~hit_pos[k + 1], cfg.lambda_pos << k, k, 0))
-            terms.append((hit_neg[k] & ~hit_neg[k + 1], -(cfg.lambda_neg << k), k, 1))
-        emit_now = reduce(or_, (Mux(hot, C(value, shape), 0) for hot, value, _, _ in terms))
-        k_now = reduce(or_, (Mux(hot, k, 0) for hot, _, k, _ in terms))
-
-        u2 = Signal(shape, reset_less=True)
+        u = [Signal(shape, name=f"u_{s}", reset_less=True) for s in range(3)]
+        hit_pos = Signal(cfg.levels, reset_less=True)
+        hit_neg = Signal(cfg.levels, reset_less=True)
         emit = Signal(shape, reset_less=True)
         code = Signal(layout, reset_less=True)
         with m.If(advance):
+            m.d.sync += [u[0].eq(v_old + x), u[1].eq(u[0]), u[2].eq(u[1])]
+            # Stage 2: all 2n comparisons with constants, in parallel.
+            m.d.sync += [hit_pos[k].eq(u[0] >= t) for k, t in enumerate(pos)]
+            m.d.sync += [hit_neg[k].eq(u[0] <= t) for k, t in enumerate(neg)]
+
+        # Stage 3: both hit sets are thermometers (a hit at level k implies hits below it), so
+        # the level that fires is the one whose hit is not followed by a hit above: one-hot, at
+        # most one sign hot, and the emitted value is an AND-OR of constants.
+        terms = []
+        for k in range(cfg.levels):
+            above_pos = hit_pos[k + 1] if k + 1 < cfg.levels else C(0)
+            above_neg = hit_neg[k + 1] if k + 1 < cfg.levels else C(0)
+            terms.append((hit_pos[k] & ~above_pos, cfg.lambda_pos << k, k))
+            terms.append((hit_neg[k] & ~above_neg, -(cfg.lambda_neg << k), k))
+        with m.If(advance):
             m.d.sync += [
-                u2.eq(u),
-                emit.eq(emit_now),
+                emit.eq(reduce(or_, (Mux(hot, C(value, shape), 0) for hot, value, _ in terms))),
                 code.fire.eq(hit_pos[0] | hit_neg[0]),
                 code.negative.eq(hit_neg[0]),
-                code.k.eq(k_now),
+                code.k.eq(reduce(or_, (Mux(hot, k, 0) for hot, _, k in terms))),
             ]
-        return u2 - emit, code
+        return u[2] - emit, code
 
     def reference_outputs(self, x) -> list[dict]:
         cfg = self.config
