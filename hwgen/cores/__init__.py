@@ -73,14 +73,27 @@ def parse_params(name: str, assignments: list[str]) -> dict[str, object]:
         if key not in known:
             raise ValueError(f"core {name!r} has no parameter {key!r}; its parameters: "
                              f"{', '.join(known)}")
-        if text.lower() == "none":
-            params[key] = None
-            continue
-        try:
-            params[key] = int(text, 0)
-        except ValueError:
-            raise ValueError(f"parameter {key} takes an integer, not {text!r}") from None
+        params[key] = _parse_value(key, text, known[key].default)
     return params
+
+
+def _parse_value(key: str, text: str, default):
+    """Parse by the type of the default: bool, float or str; integers (or none) otherwise."""
+    if isinstance(default, bool):
+        if text.lower() in ("1", "true", "yes", "on"):
+            return True
+        if text.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"parameter {key} takes true or false, not {text!r}")
+    if isinstance(default, str):
+        return text
+    if text.lower() == "none":
+        return None
+    try:
+        return float(text) if isinstance(default, float) else int(text, 0)
+    except ValueError:
+        kind = "a number" if isinstance(default, float) else "an integer"
+        raise ValueError(f"parameter {key} takes {kind}, not {text!r}") from None
 
 
 def make_core(name: str, params: dict[str, object] | None = None):

@@ -1,0 +1,54 @@
+"""SI-norm: the accumulate-and-fire normaliser of SIT (numeric contract D6).
+
+For a row of non-negative integers ``e_1..e_n``, ``Vth = sum(e)`` (exact). Neuron i adds
+``w = e_i`` once per input spike for ``N`` input spikes, starting from ``v_init``, fires when
+``v >= Vth`` and subtracts ``Vth``. Its count is ``c_i = floor((N * e_i + v_init) / Vth)``:
+``v_init = 0`` is the paper's floor, ``v_init = Vth // 2`` rounds to nearest (half up for even
+Vth). The probability is ``p_i = c_i / N``. A row whose sum is 0 gives all-zero counts.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .fixed import check_int
+
+__all__ = ["ROUNDINGS", "si_norm", "si_norm_spiking"]
+
+ROUNDINGS = ("floor", "round")
+
+
+def _check(e: torch.Tensor, N: int, rounding: str) -> torch.Tensor:
+    check_int("N", N, minimum=1, maximum=1 << 24)
+    if rounding not in ROUNDINGS:
+        raise ValueError(f"rounding must be one of {', '.join(ROUNDINGS)}, not {rounding!r}")
+    e = torch.as_tensor(e)
+    if e.is_floating_point():
+        raise TypeError("e must be an integer tensor")
+    e = e.to(torch.int64)
+    if (e < 0).any():
+        raise ValueError(f"e must be non-negative (SI-exp outputs); found {int(e.min())}")
+    return e
+
+
+def si_norm(e, N: int, rounding: str = "round", dim: int = -1) -> torch.Tensor:
+    """Counts ``c`` for rows of ``e`` along ``dim`` by the closed form (vectorised)."""
+    e = _check(e, N, rounding)
+    vth = e.sum(dim=dim, keepdim=True)
+    v_init = vth // 2 if rounding == "round" else torch.zeros_like(vth)
+    safe = vth.clamp(min=1)
+    return torch.where(vth > 0, (N * e + v_init) // safe, 0)
+
+
+def si_norm_spiking(e, N: int, rounding: str = "round", dim: int = -1) -> torch.Tensor:
+    """The same counts by running the IF dynamics for N input spikes (the definition)."""
+    e = _check(e, N, rounding)
+    vth = e.sum(dim=dim, keepdim=True).expand_as(e)
+    v = vth // 2 if rounding == "round" else torch.zeros_like(e)
+    count = torch.zeros_like(e)
+    for _ in range(N):
+        v = v + e
+        fire = (v >= vth) & (vth > 0)
+        count += fire.to(torch.int64)
+        v = v - torch.where(fire, vth, 0)
+    return count

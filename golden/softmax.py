@@ -1,0 +1,46 @@
+"""The spiking softmax of SIT: SI-exp then SI-norm over each row (numeric contract D7).
+
+``x`` are integer scores in the SI-exp table's input format, rows along the last dimension (any
+leading shape: batch, heads, rows). Per row: optional max subtraction (``x - max(x)``, for real
+logits), clamp into the table's range (inside SI-exp), ``e = SI-exp(x)`` clamped at 0 (a trained
+table can dip below 0 near the bottom of its range; the clamp is explicit), ``Vth = sum(e)``,
+``c = floor((N * e + v_init) / Vth)``. The result ``c`` are counts out of ``N = 2**q``.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+from .si_exp import SIExpTable, si_exp
+from .si_norm import si_norm
+
+__all__ = ["SpikingSoftmaxResult", "spiking_softmax", "spiking_softmax_float"]
+
+
+class SpikingSoftmaxResult(NamedTuple):
+    counts: torch.Tensor  #: int64 counts c out of N, same shape as x
+    e: torch.Tensor  #: int64 SI-exp outputs after the clamp at 0
+    spikes: torch.Tensor  #: SI-exp spikes per element
+
+
+def spiking_softmax(x, table: SIExpTable, N: int = 256, *, subtract_max: bool = False,
+                    rounding: str = "round") -> SpikingSoftmaxResult:
+    x = table.input_format.check("x", x)
+    if subtract_max:
+        x = x - x.max(dim=-1, keepdim=True).values
+        # x - max lies in [min - max, 0]; SI-exp clamps it into the table's range, so the
+        # difference may exceed the input format only below the range, where it is clamped.
+        x = x.clamp(min=table.input_format.min_int)
+    res = si_exp(x, table)
+    e = res.out.clamp(min=0)
+    return SpikingSoftmaxResult(si_norm(e, N, rounding), e, res.spikes)
+
+
+def spiking_softmax_float(x, table: SIExpTable, N: int = 256, *, subtract_max: bool = False,
+                          rounding: str = "round") -> torch.Tensor:
+    """Probabilities ``c / N`` for real scores ``x`` (quantised to the table's input format)."""
+    q = table.input_format.quantise(torch.as_tensor(x, dtype=torch.float64))
+    return spiking_softmax(q, table, N, subtract_max=subtract_max,
+                           rounding=rounding).counts.to(torch.float64) / N
