@@ -1,7 +1,11 @@
-"""golden command line: run the integer neuron models (and their float twins) on inputs.
+"""golden command line: the integer models, SI-exp training, accuracy measurements, plots.
 
     python -m golden neuron if --x 0.3 --T 8
     python -m golden neuron mt --x 1.4 --T 6 --lambda-pos 1 --lambda-neg 1 --levels 3 --json
+    python -m golden si-exp fit --K 12 --range -1 1 [--seed 0] [--restarts R] [-o FILE]
+    python -m golden si-exp eval [--K 12 | --params FILE] [--range -1 1] [--json]
+    python -m golden softmax eval [--K 12] [--N 256] [--rounding round] [--json]
+    python -m golden plots [--out build/plots]
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 import torch
 
@@ -65,6 +70,56 @@ def _neuron(args):
         print(f"{key:>16}: {value}")
 
 
+def _si_exp_fit(args):
+    from .si_exp import table_path
+    from .si_exp_fit import fit_si_exp
+    lo, hi = args.range
+    command = f"python -m golden si-exp fit --K {args.K} --range {lo:g} {hi:g} --seed {args.seed}"
+    if args.restarts is not None:
+        command += f" --restarts {args.restarts}"
+    options = {} if args.restarts is None else {"restarts": args.restarts}
+    table = fit_si_exp(args.K, lo, hi, seed=args.seed, command=command, **options)
+    out = Path(args.output) if args.output else table_path(args.K, lo, hi)
+    if out.exists() and not args.force:
+        raise ValueError(f"{out} exists; pass --force to overwrite it or -o to write elsewhere")
+    table.save(out)
+    print(json.dumps({"file": str(out), **table.info["measured"]}, indent=2))
+
+
+def _si_exp_eval(args):
+    from .si_exp import SIExpTable, evaluate_table, shipped_table
+    lo, hi = args.range
+    table = SIExpTable.load(args.params) if args.params else shipped_table(args.K, lo, hi)
+    result = evaluate_table(table, args.points)
+    result["input_format"], result["output_format"] = str(table.input_format), \
+        str(table.output_format)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    for key, value in result.items():
+        print(f"{key:>14}: {value}")
+
+
+def _softmax_eval(args):
+    from .softmax_eval import evaluate_softmax
+    result = evaluate_softmax(K=args.K, N=args.N, rounding=args.rounding,
+                              rows_per_cell=args.rows_per_cell, seed=args.seed)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    keys = ["mse", "max_abs", "argmax_agreement", "argmax_agreement_strict", "row_sum_error"]
+    print(f"spiking softmax, K={args.K}, N={args.N}, rounding={args.rounding}")
+    print(f"{'setting':>8} " + " ".join(f"{k:>24}" for k in keys))
+    for setting in ("sigmoid", "max", "overall"):
+        print(f"{setting:>8} " + " ".join(f"{result[setting][k]:>24.6g}" for k in keys))
+
+
+def _plots(args):
+    from .plots import write_plots
+    for path in write_plots(Path(args.out)):
+        print(path)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m golden", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -81,6 +136,39 @@ def parser() -> argparse.ArgumentParser:
     q.add_argument("--levels", type=int, default=4, help="MT levels per sign (default: 4)")
     q.add_argument("--json", action="store_true", help="print JSON")
     q.set_defaults(run=_neuron)
+
+    si = sub.add_parser("si-exp", help="train or evaluate SI-exp tables").add_subparsers(
+        dest="action", required=True, metavar="ACTION")
+    q = si.add_parser("fit", help="train a table (CMA-ES + integer polish)")
+    q.add_argument("--K", type=int, required=True, help="time steps")
+    q.add_argument("--range", type=float, nargs=2, default=[-1.0, 1.0], metavar=("LO", "HI"))
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--restarts", type=int, help="CMA-ES restarts (default: the trainer's)")
+    q.add_argument("-o", "--output", help="table file (default: the shipped table's path)")
+    q.add_argument("--force", action="store_true", help="overwrite an existing file")
+    q.set_defaults(run=_si_exp_fit)
+    q = si.add_parser("eval", help="measure a table's integer model against exp")
+    q.add_argument("--K", type=int, default=12, help="shipped table with K steps (default 12)")
+    q.add_argument("--params", help="table file instead of a shipped table")
+    q.add_argument("--range", type=float, nargs=2, default=[-1.0, 1.0], metavar=("LO", "HI"))
+    q.add_argument("--points", type=int, default=10_000)
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(run=_si_exp_eval)
+
+    sm = sub.add_parser("softmax", help="evaluate the spiking softmax").add_subparsers(
+        dest="action", required=True, metavar="ACTION")
+    q = sm.add_parser("eval", help="integer spiking softmax vs float softmax (golden.softmax_eval)")
+    q.add_argument("--K", type=int, default=12)
+    q.add_argument("--N", type=int, default=256, help="SI-norm input spikes (default 256)")
+    q.add_argument("--rounding", choices=["round", "floor"], default="round")
+    q.add_argument("--rows-per-cell", type=int, default=30)
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(run=_softmax_eval)
+
+    q = sub.add_parser("plots", help="PNG plots: SI-exp error vs K; spiking vs float softmax")
+    q.add_argument("--out", default="build/plots", help="folder (default build/plots)")
+    q.set_defaults(run=_plots)
     return p
 
 

@@ -1,0 +1,129 @@
+"""Golden SI-exp, SI-norm and spiking softmax (D5-D7)."""
+
+import itertools
+import json
+
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+
+from golden.__main__ import main as golden_main
+from golden.fixed import Format
+from golden.si_exp import SIExpTable, evaluate_table, si_exp, si_exp_float
+from golden.si_norm import si_norm, si_norm_spiking
+from golden.softmax import spiking_softmax
+from golden.softmax_eval import evaluate_softmax
+
+S8_4 = Format(8, 4)
+
+
+def binary_table(K=4):
+    """h = d = T = 2**-k (the FS ReLU construction): a floor quantiser of x on [0, 1)."""
+    w = [1 << (3 - k) for k in range(K)]  # 0.5, 0.25, ... in s8.4 LSBs (1/16)
+    return SIExpTable(S8_4, Format(8, 4), 0, 15, tuple(w), tuple(w), tuple(w))
+
+
+def test_binary_table_is_a_floor_quantiser():
+    x = torch.arange(-5, 40)
+    out = si_exp(x, binary_table()).out
+    assert out.tolist() == x.clamp(0, 15).tolist()  # 4 binary steps reproduce 0..15 exactly
+
+
+def test_tie_fires_and_clamp():
+    t = SIExpTable(S8_4, Format(8, 4), -8, 8, (4,), (3,), (4,))
+    assert si_exp(torch.tensor([3, 4, 5, 100]), t).out.tolist() == [0, 3, 3, 3]
+    assert si_exp(torch.tensor([3, 4]), t).spikes.tolist() == [0, 1]
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.tuples(st.integers(-64, 64), st.integers(-64, 64), st.integers(-64, 64)),
+                min_size=1, max_size=8))
+def test_float_twin_and_exact_bounds(steps):
+    h, d, T = (tuple(s[i] for s in steps) for i in range(3))
+    t = SIExpTable(S8_4, Format(10, 4), -30, 40, h, d, T)
+    x = torch.arange(-40, 50)
+    res = si_exp(x.clamp(-128, 127), t)
+    hf, df, Tf = t.to_float()
+    twin = si_exp_float(S8_4.to_float(x), hf, df, Tf, *t.range)
+    assert torch.equal(t.output_format.to_float(res.out), twin)
+    lo, hi = t.output_range
+    assert lo == int(res.out.min()) and hi == int(res.out.max())
+    assert t.accumulator_format.contains(res.out)
+
+
+def test_table_json_round_trip(tmp_path):
+    t = binary_table()
+    t.save(tmp_path / "t.json")
+    assert SIExpTable.load(tmp_path / "t.json") == t
+    with pytest.raises(ValueError, match="h, d and T must have one entry per step; got 2, 1 and 1"):
+        SIExpTable(S8_4, S8_4, 0, 1, (1, 2), (1,), (1,))
+    with pytest.raises(ValueError, match="hi must be an integer from 5 to 127, not 2"):
+        SIExpTable(S8_4, S8_4, 5, 2, (1,), (1,), (1,))
+
+
+def test_evaluate_table_keys():
+    m = evaluate_table(binary_table(), points=100, target=lambda x: x)
+    assert set(m) >= {"K", "range", "points", "mse", "rmse", "max_abs", "mean_spikes"}
+    assert m["max_abs"] <= 1 / 16 + 1e-12  # floor quantiser: at most one LSB low
+
+
+@pytest.mark.parametrize("rounding", ["floor", "round"])
+@pytest.mark.parametrize("N", [1, 2, 4, 8, 16])
+def test_si_norm_closed_form_equals_spiking_definition_exhaustively(N, rounding):
+    rows = torch.tensor(list(itertools.product(range(8), repeat=3)))  # every row of 3 e in 0..7
+    assert torch.equal(si_norm(rows, N, rounding), si_norm_spiking(rows, N, rounding))
+
+
+def test_si_norm_edge_rows():
+    assert si_norm(torch.tensor([[5]]), 256).tolist() == [[256]]       # one element: c = N
+    assert si_norm(torch.tensor([[7, 7, 7, 7]]), 256).tolist() == [[64] * 4]  # exact ties
+    assert si_norm(torch.tensor([[0, 0, 0]]), 256).tolist() == [[0, 0, 0]]     # Vth = 0
+    assert si_norm(torch.tensor([[1, 2]]), 4, "floor").tolist() == [[1, 2]]
+    assert si_norm(torch.tensor([[1, 2]]), 4, "round").tolist() == [[1, 3]]
+    with pytest.raises(ValueError, match="rounding must be one of floor, round, not 'up'"):
+        si_norm(torch.tensor([[1]]), 4, "up")
+    with pytest.raises(ValueError, match="e must be non-negative"):
+        si_norm(torch.tensor([[-1, 2]]), 4)
+
+
+def test_spiking_softmax_vectorised_over_leading_dims():
+    t = binary_table()
+    x = torch.randint(-20, 30, (2, 3, 4, 5), generator=torch.Generator().manual_seed(0))
+    full = spiking_softmax(x, t, 64, subtract_max=True).counts
+    for idx in itertools.product(range(2), range(3), range(4)):
+        row = spiking_softmax(x[idx].unsqueeze(0), t, 64, subtract_max=True).counts[0]
+        assert torch.equal(full[idx], row)
+
+
+def test_max_subtraction_is_shift_invariant():
+    t = SIExpTable(S8_4, Format(10, 4), -40, 0, (8, 4, 2), (5, 3, 1), (-8, -12, -14))
+    x = torch.randint(-40, 20, (50, 7), generator=torch.Generator().manual_seed(1))
+    a = spiking_softmax(x, t, 256, subtract_max=True).counts
+    b = spiking_softmax(x + 30, t, 256, subtract_max=True).counts
+    assert torch.equal(a, b)
+
+
+def test_evaluate_softmax_reports_the_documented_keys():
+    t1 = SIExpTable(Format(16, 12), Format(18, 14), -4096, 4096, (2048,) * 3, (9000, 7000, 5000),
+                    (0, 0, 0))
+    t2 = SIExpTable(Format(16, 12), Format(18, 14), -32768, 0, (8192,) * 3, (6000, 5000, 4000),
+                    (-8192, -8192, -8192))
+    r = evaluate_softmax(tables={"sigmoid": t1, "max": t2}, rows_per_cell=2)
+    for setting in ("sigmoid", "max", "overall"):
+        assert {"mse", "max_abs", "argmax_agreement", "row_sum_error"} <= set(r[setting])
+        assert 0 <= r[setting]["argmax_agreement"] <= 1
+
+
+def test_cli_si_exp_eval_on_a_table_file(tmp_path, capsys):
+    path = tmp_path / "t.json"
+    SIExpTable(Format(16, 12), Format(18, 14), -4096, 4096, (2048, 1024), (9000, 5000),
+               (0, 0)).save(path)
+    assert golden_main(["si-exp", "eval", "--params", str(path), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert {"K", "range", "points", "mse", "rmse", "max_abs", "mean_spikes"} <= set(result)
+    assert result["K"] == 2 and result["points"] == 10_000
+
+
+def test_cli_missing_table_is_a_clear_error(capsys):
+    assert golden_main(["si-exp", "eval", "--K", "3", "--range", "-2", "5"]) == 2
+    assert "no shipped SI-exp table for K=3 on [-2, 5]" in capsys.readouterr().err
