@@ -32,29 +32,33 @@ from hwgen.cores import make_core  # noqa: E402
 TARGETS = {("if", "up5k"): 60.0, ("if", "ecp5-25f"): 150.0}
 
 
-def area_and_fmax(devices, seeds):
+def area_and_fmax(cores, devices, seeds, targets=TARGETS):
+    """Median Fmax over placer seeds and core-alone resources for each (name, params) core."""
     from hwgen.report import report_core
     rows = []
-    for core_name in ("if", "mt"):
+    for core_name, params in cores:
         for device in devices:
-            runs = [report_core(make_core(core_name), device, name=f"{core_name}_core", seed=s)
-                    for s in seeds]
+            runs = [report_core(make_core(core_name, params), device, name=f"{core_name}_core",
+                                seed=s) for s in seeds]
             fmax = [r["wrapper_place_and_route"]["fmax_mhz"] for r in runs]
             row = {
-                "core": core_name, "device": device, "seeds": list(seeds),
+                "core": core_name, "params": params, "device": device, "seeds": list(seeds),
                 "fmax_mhz_median": statistics.median(fmax), "fmax_mhz_all": fmax,
                 "core_resources": runs[0]["core_synthesis"],
                 "wrapper_utilisation": runs[0]["wrapper_place_and_route"]["utilisation"],
             }
-            target = TARGETS.get((core_name, device))
+            target = targets.get((core_name, device))
             if target is not None:
                 row["fmax_target_mhz"] = target
                 row["meets_target"] = row["fmax_mhz_median"] >= target
             rows.append(row)
-            print(f"{core_name:>3} {device:>9}: Fmax {row['fmax_mhz_median']:7.1f} MHz "
+            res = row["core_resources"]
+            print(f"{core_name:>8} {device:>9}: Fmax {row['fmax_mhz_median']:7.1f} MHz "
                   f"(seeds {', '.join(f'{f:.1f}' for f in fmax)})"
                   + (f", target {target:g}" if target else "")
-                  + f"; core {json.dumps(row['core_resources'])}", flush=True)
+                  + f"; LUT {res['luts']} FF {res['flip_flops']} carry {res['carry']} "
+                    f"RAM {res['ram_blocks']} LUT-RAM {res['distributed_ram']} DSP {res['dsp']}",
+                  flush=True)
     return rows
 
 
@@ -116,7 +120,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     result = {"command": " ".join(["benchmarks/neuron_cores.py"] + (argv or sys.argv[1:]))}
     if not args.skip_pnr:
-        result["area_fmax"] = area_and_fmax(args.devices, args.seeds)
+        result["area_fmax"] = area_and_fmax([("if", {}), ("mt", {})], args.devices, args.seeds)
     result["simulation"] = simulation_throughput()
     result["golden"] = golden_throughput()
     out = Path(args.out)

@@ -1,0 +1,68 @@
+"""Benchmark of the Spiking-Softmax: SI-exp error vs K, softmax accuracy, core area and Fmax.
+
+    .venv/bin/python benchmarks/spiking_softmax.py [--out build/benchmarks/spiking_softmax.json]
+        [--devices up5k ecp5-25f] [--seeds 1 2 3] [--skip-pnr]
+
+Targets (issue 3): SI-exp on [-1, 1] at K = 12 MSE <= 1e-4 (integer model, shipped formats);
+spiking softmax (K = 12, N = 256) MSE <= 1e-5 per setting and argmax agreement >= 99.9 %;
+the softmax core at n = 16: >= 50 MHz on up5k and >= 150 MHz on ecp5-25f, no DSPs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from golden.si_exp import SIExpTable, evaluate_table, shipped_tables  # noqa: E402
+from golden.softmax_eval import evaluate_softmax  # noqa: E402
+from neuron_cores import area_and_fmax  # noqa: E402
+
+TARGETS = {("softmax", "up5k"): 50.0, ("softmax", "ecp5-25f"): 150.0}
+
+
+def si_exp_curve():
+    rows = []
+    for path in shipped_tables():
+        m = evaluate_table(SIExpTable.load(path))
+        rows.append(m)
+        print(f"SI-exp K={m['K']:>2} on [{m['range'][0]:g}, {m['range'][1]:g}]: MSE {m['mse']:.3e} "
+              f"RMSE {m['rmse']:.4f} max|err| {m['max_abs']:.4f} spikes {m['mean_spikes']:.2f}",
+              flush=True)
+    return rows
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", default=str(REPO / "build" / "benchmarks" / "spiking_softmax.json"))
+    p.add_argument("--devices", nargs="+", default=["up5k", "ecp5-25f"])
+    p.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
+    p.add_argument("--skip-pnr", action="store_true")
+    args = p.parse_args(argv)
+    result = {"command": " ".join(["benchmarks/spiking_softmax.py"] + (argv or sys.argv[1:])),
+              "si_exp": si_exp_curve()}
+    for rounding in ("round", "floor"):
+        s = evaluate_softmax(K=12, N=256, rounding=rounding)
+        result[f"softmax_{rounding}"] = s
+        for setting in ("sigmoid", "max", "overall"):
+            m = s[setting]
+            print(f"softmax K=12 N=256 {rounding:>5} {setting:>8}: MSE {m['mse']:.3e} "
+                  f"max|err| {m['max_abs']:.4f} argmax {m['argmax_agreement']:.4%} "
+                  f"(strict {m['argmax_agreement_strict']:.2%}) row-sum error "
+                  f"{m['row_sum_error']:.4f}", flush=True)
+    if not args.skip_pnr:
+        result["area_fmax"] = area_and_fmax([("softmax", {"n_max": 16})], args.devices,
+                                            args.seeds, TARGETS)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
