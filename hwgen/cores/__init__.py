@@ -7,6 +7,9 @@ from dataclasses import dataclass
 
 from .if_neuron import IFPopulation
 from .mt_neuron import MTPopulation
+from .si_exp import SIExp
+from .si_norm import SINorm
+from .softmax import SpikingSoftmax
 
 __all__ = ["CORES", "CoreParameter", "core_class", "core_parameters", "make_core",
            "parse_params"]
@@ -15,6 +18,9 @@ __all__ = ["CORES", "CoreParameter", "core_class", "core_parameters", "make_core
 CORES = {
     "if": IFPopulation,
     "mt": MTPopulation,
+    "si_exp": SIExp,
+    "si_norm": SINorm,
+    "softmax": SpikingSoftmax,
 }
 
 
