@@ -75,9 +75,13 @@ def _si_exp_fit(args):
     from .si_exp_fit import fit_si_exp
     lo, hi = args.range
     command = f"python -m golden si-exp fit --K {args.K} --range {lo:g} {hi:g} --seed {args.seed}"
-    if args.restarts is not None:
-        command += f" --restarts {args.restarts}"
-    options = {} if args.restarts is None else {"restarts": args.restarts}
+    options = {}
+    for name in ("restarts", "kicks"):
+        if getattr(args, name) is not None:
+            options[name] = getattr(args, name)
+            command += f" --{name} {options[name]}"
+    # One thread: the shipped tables were made so, and reductions can differ across counts.
+    torch.set_num_threads(1)
     table = fit_si_exp(args.K, lo, hi, seed=args.seed, command=command, **options)
     out = Path(args.output) if args.output else table_path(args.K, lo, hi)
     if out.exists() and not args.force:
@@ -144,6 +148,9 @@ def parser() -> argparse.ArgumentParser:
     q.add_argument("--range", type=float, nargs=2, default=[-1.0, 1.0], metavar=("LO", "HI"))
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--restarts", type=int, help="CMA-ES restarts (default: the trainer's)")
+    q.add_argument("--kicks", type=int,
+                   help="iterated-local-search rounds on the integer tables (default: the "
+                        "trainer's)")
     q.add_argument("-o", "--output", help="table file (default: the shipped table's path)")
     q.add_argument("--force", action="store_true", help="overwrite an existing file")
     q.set_defaults(run=_si_exp_fit)
