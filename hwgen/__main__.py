@@ -20,9 +20,15 @@ def _cores(args):
     for name, cls in CORES.items():
         summary = (cls.__doc__ or "").strip().splitlines()[0]
         print(f"{name}: {cls.__name__} — {summary}")
-        core = make_core(name)
-        print(f"    defaults: latency {core.latency} cycles, throughput {core.throughput:g} "
-              f"beats/cycle, membrane {core.membrane_format}")
+        try:
+            core = make_core(name)
+        except ValueError as error:  # e.g. a default that needs a shipped table
+            print(f"    defaults: cannot build ({error})")
+        else:
+            facts = [f"latency {core.latency} cycles", f"throughput {core.throughput:g} beats/cycle"]
+            if hasattr(core, "membrane_format"):
+                facts.append(f"membrane {core.membrane_format}")
+            print(f"    defaults: {', '.join(facts)}")
         for p in core_parameters(name):
             print(f"    {p.name} = {p.default!r}: {p.doc}")
 

@@ -34,6 +34,8 @@ def si_exp_sets():
             K=5, lo=-2.0, hi=1.5, variant="unrolled",
             table=make_test_table(5, -2.0, 1.5, kind="random", seed=5,
                                   input_format=Format(9, 5), output_frac=8)),
+        # The shipped default: the trained table for K = 12 on [-1, 1].
+        "si_exp_shipped_k12": lambda: SIExp(),
         "si_exp_iterative_random_k3": lambda: SIExp(
             K=3, lo=-1.0, hi=1.0, variant="iterative",
             table=make_test_table(3, -1.0, 1.0, kind="random", seed=3)),
@@ -52,6 +54,8 @@ def softmax_sets():
     return {
         "softmax_default": lambda: SpikingSoftmax(
             n_max=16, K=12, table=make_test_table(12, -8.0, 0.0), N=256),
+        # The shipped default: the trained table for K = 12 on [-8, 0], N = 256, n_max = 16.
+        "softmax_shipped_default": lambda: SpikingSoftmax(),
         "softmax_no_max_floor": lambda: SpikingSoftmax(
             n_max=16, K=12, table=make_test_table(12, -1.0, 1.0), N=256, subtract_max=False,
             rounding="floor"),

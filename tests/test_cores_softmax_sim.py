@@ -11,6 +11,7 @@ from amaranth import ClockDomain, Module
 from amaranth.sim import Simulator
 
 from golden.fixed import Format
+from golden.si_exp import shipped_table
 from golden.si_norm import si_norm_spiking
 from hwgen.cores import core_parameters, make_core, parse_params
 from hwgen.cores.si_exp import SIExp
@@ -380,5 +381,8 @@ def test_registry():
         {"subtract_max": False, "N": 256, "rounding": "floor"}
     assert parse_params("si_exp", ["lo=-8", "hi=0", "variant=iterative"]) == \
         {"lo": -8.0, "hi": 0.0, "variant": "iterative"}
+    # The defaults load the shipped tables: K = 12 on [-8, 0] with max subtraction.
+    assert make_core("softmax").table == shipped_table(12, -8.0, 0.0)
+    assert make_core("si_exp").table == shipped_table(12, -1.0, 1.0)
     core = make_core("si_norm", parse_params("si_norm", ["N=16", "rounding=floor"]))
     assert core.latency == 6 and core.o.payload.c.shape().width == 5

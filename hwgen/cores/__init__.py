@@ -95,6 +95,14 @@ def _parse_value(key: str, text: str, default):
         return text
     if text.lower() == "none":
         return None
+    if default is None:
+        # No type to go by (e.g. an optional range or table path): integer, number or text.
+        for parse in (lambda t: int(t, 0), float):
+            try:
+                return parse(text)
+            except ValueError:
+                pass
+        return text
     try:
         return float(text) if isinstance(default, float) else int(text, 0)
     except ValueError:

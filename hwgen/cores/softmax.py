@@ -321,15 +321,16 @@ class SpikingSoftmax(wiring.Component):
         vth = Array(Signal(vth_width, name=f"e_vth_{b}", reset_less=True) for b in range(2))
         cut = Array(Signal(name=f"e_cut_{b}", reset_less=True) for b in range(2))
 
-        # Producer: SI-exp results, clamped at 0 (a trained table may dip below 0), written
-        # to the bank and added to the row sum. The sum adds the raw result and keeps the old
-        # sum when it is negative: the carry chain then starts at registers.
+        # Producer: SI-exp results, clamped at 0, written to the bank and added to the row
+        # sum. A trained table may dip below 0; the clamp is generated only if the table's
+        # exact output range goes below 0. The sum adds the raw result and keeps the old sum
+        # when it is negative: the carry chain then starts at registers.
         bank, index = Signal(), Signal(index_width)
         # Reset with the control state: a reset in mid-row must not leave a partial sum.
         total = Signal(vth_width)
         out = exp.o.payload.out
         tag = _TAG(exp.o.payload.tag)
-        negative = out[-1]
+        negative = out[-1] if self._table.output_range[0] < 0 else Const(0)
         new_total = Signal(vth_width)
         write_now = Signal()
         m.d.comb += [
