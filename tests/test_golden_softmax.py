@@ -127,3 +127,18 @@ def test_cli_si_exp_eval_on_a_table_file(tmp_path, capsys):
 def test_cli_missing_table_is_a_clear_error(capsys):
     assert golden_main(["si-exp", "eval", "--K", "3", "--range", "-2", "5"]) == 2
     assert "no shipped SI-exp table for K=3 on [-2, 5]" in capsys.readouterr().err
+
+
+def test_plots_are_written(tmp_path):
+    assert golden_main(["plots", "--out", str(tmp_path)]) == 0
+    for name in ("si_exp_error_vs_K.png", "softmax_spiking_vs_float.png"):
+        png = (tmp_path / name).read_bytes()
+        assert png.startswith(b"\x89PNG") and len(png) > 10_000
+
+
+def test_shipped_softmax_accuracy_targets():
+    """Issue 3 targets on the documented evaluation set with the shipped K = 12 tables."""
+    r = evaluate_softmax(K=12, N=256, rounding="round")
+    for setting in ("sigmoid", "max"):
+        assert r[setting]["mse"] <= 1e-5
+        assert r[setting]["argmax_agreement"] >= 0.999
