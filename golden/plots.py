@@ -56,9 +56,9 @@ def write_plots(out: Path) -> list[Path]:
             counts = spiking_softmax(table.input_format.quantise(inputs), table, 256,
                                      subtract_max=spec["subtract_max"]).counts
             ax = axes[row][col]
-            idx = torch.arange(length)
-            ax.bar(idx - 0.2, reference, width=0.4, label="float softmax")
-            ax.bar(idx + 0.2, counts / 256, width=0.4, label="spiking (K=12, N=256)")
+            idx = torch.arange(length).numpy()
+            ax.bar(idx - 0.2, reference.numpy(), width=0.4, label="float softmax")
+            ax.bar(idx + 0.2, (counts / 256).numpy(), width=0.4, label="spiking (K=12, N=256)")
             ax.set_title(f"{setting} setting, row of {length}", fontsize=9)
             ax.legend(fontsize=7)
     fig.tight_layout()
