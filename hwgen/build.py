@@ -29,7 +29,7 @@ from boards import Board, get_board
 from golden.fixed import check_int
 
 from .cores import core_parameters, make_core
-from .report import ToolError
+from .report import ToolError, log_tail
 from .selftest import SelfTest, neuron_selftest_vectors
 
 __all__ = ["DESIGNS", "BoardTop", "Design", "build", "get_design"]
@@ -120,13 +120,6 @@ def _environment(variables: dict[str, str]):
                 os.environ[name] = value
 
 
-def _log_tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
 def build(board: str = "icebreaker", design: str = "if-selftest",
           out_dir: str | Path | None = None, *, seed: int = 1) -> dict:
     """Build the bitstream of ``design`` for ``board``; write and return its report.
@@ -179,7 +172,7 @@ def build(board: str = "icebreaker", design: str = "if-selftest",
                            nextpnr_opts=f"--report {NEXTPNR_REPORT} --timing-allow-fail "
                                         f"--seed {seed}")
     except subprocess.CalledProcessError as error:
-        tails = "\n".join(f"--- {log.name} ---\n{_log_tail(log)}"
+        tails = "\n".join(f"--- {log.name} ---\n{log_tail(log)}"
                           for log in (out_dir / "top.rpt", out_dir / "top.tim") if log.exists())
         raise ToolError(f"building {spec.name} for {target.name} failed ({error}); "
                         f"last lines of the logs in {out_dir}:\n{tails}") from None

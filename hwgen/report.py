@@ -94,7 +94,8 @@ def _progress(message: str) -> None:
     print(f"report: {message}", file=sys.stderr, flush=True)
 
 
-def _log_tail(log: Path, lines: int = 30) -> str:
+def log_tail(log: Path, lines: int = 30) -> str:
+    """The last ``lines`` lines of a tool log (for error messages)."""
     try:
         text = log.read_text(errors="replace")
     except OSError:
@@ -117,7 +118,7 @@ def run_tool(command: str, args: list[str], *, cwd: Path, log: Path, step: str) 
                             f"package that provides it or put it on PATH") from None
     if result.returncode != 0:
         raise ToolError(f"{command} failed with exit status {result.returncode} during {step}; "
-                        f"last lines of {log}:\n{_log_tail(log)}")
+                        f"last lines of {log}:\n{log_tail(log)}")
 
 
 def tool_versions(device: Device) -> dict[str, str]:

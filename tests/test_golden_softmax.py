@@ -142,3 +142,13 @@ def test_shipped_softmax_accuracy_targets():
     for setting in ("sigmoid", "max"):
         assert r[setting]["mse"] <= 1e-5
         assert r[setting]["argmax_agreement"] >= 0.999
+
+
+def test_float_entry_point_quantises_and_normalises():
+    from golden.softmax import spiking_softmax_float
+    t = binary_table()
+    z = torch.tensor([[0.25, 0.5, 0.75]], dtype=torch.float64)
+    p = spiking_softmax_float(z, t, 64)
+    counts = spiking_softmax(t.input_format.quantise(z), t, 64).counts
+    assert torch.equal(p, counts.to(torch.float64) / 64)
+    assert abs(float(p.sum()) - 1) <= 3 / 64
