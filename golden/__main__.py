@@ -6,6 +6,7 @@
     python -m golden si-exp eval [--K 12 | --params FILE] [--range -1 1] [--json]
     python -m golden softmax eval [--K 12] [--N 256] [--rounding round] [--json]
     python -m golden plots [--out build/plots]
+    python -m golden vit-digits [--T 8] [--softmax exact|spiking] [--int] [--json]
 """
 
 from __future__ import annotations
@@ -124,6 +125,24 @@ def _plots(args):
         print(path)
 
 
+def _vit_digits(args):
+    from .digits_experiment import format_table, run_experiment, write_outputs
+    if args.T < 1:
+        raise ValueError(f"--T must be at least 1, not {args.T}")
+    torch.manual_seed(0)
+    result = run_experiment(args.T, args.softmax, args.int, softmax_input=args.softmax_input,
+                            checkpoint=args.checkpoint, limit=args.limit,
+                            progress=not args.quiet and sys.stderr.isatty() or args.progress,
+                            K=args.K, N=args.N, levels=args.levels,
+                            percentiles=(args.percentile, 1 - args.percentile))
+    files = write_outputs(result, Path(args.out))
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(format_table(result))
+        print("wrote " + ", ".join(str(f) for f in files))
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m golden", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -176,6 +195,28 @@ def parser() -> argparse.ArgumentParser:
     q = sub.add_parser("plots", help="PNG plots: SI-exp error vs K; spiking vs float softmax")
     q.add_argument("--out", default="build/plots", help="folder (default build/plots)")
     q.set_defaults(run=_plots)
+
+    q = sub.add_parser("vit-digits", help="convert the digits ViT: accuracy vs t, energy")
+    q.add_argument("--T", type=int, default=8, help="time steps (default 8)")
+    q.add_argument("--softmax", choices=["exact", "spiking"], default="spiking",
+                   help="attention softmax: exact (ECMT) or spiking (SIT; default)")
+    q.add_argument("--softmax-input", choices=["max", "sigmoid"], default="max",
+                   help="spiking softmax input mapping (default: max subtraction)")
+    q.add_argument("--int", action="store_true",
+                   help="integer mode: the fixed-point operators of the hardware")
+    q.add_argument("--K", type=int, default=12, help="SI-exp steps (default 12)")
+    q.add_argument("--N", type=int, default=256, help="SI-norm input spikes (default 256)")
+    q.add_argument("--levels", type=int, default=8, help="MT levels per sign (default 8)")
+    q.add_argument("--percentile", type=float, default=0.99,
+                   help="λp calibration quantile; λn uses 1 - it (default 0.99)")
+    q.add_argument("--checkpoint", default=".cache/vit_digits.pt",
+                   help="trained ViT; trained and saved there when missing")
+    q.add_argument("--limit", type=int, help="only the first LIMIT test images")
+    q.add_argument("--out", default="build/vit_digits", help="folder for JSON and PNG")
+    q.add_argument("--json", action="store_true", help="print the JSON result")
+    q.add_argument("--quiet", action="store_true", help="no progress bars")
+    q.add_argument("--progress", action="store_true", help="progress bars even when piped")
+    q.set_defaults(run=_vit_digits)
     return p
 
 

@@ -1,0 +1,741 @@
+"""ANN → SNN conversion of transformers: ECMT's multi-threshold neurons and expectation
+compensation, with the attention softmax exact (ECMT) or spiking (SIT).
+
+``convert(model, calibration)`` returns a :class:`SpikingModel` that runs ``T`` steps and returns
+the cumulative output after each step. What it replaces (the sites of ECMT, §1.4 of
+``shared/reference/algorithms.md``):
+
+* every ``nn.Linear`` gets an MT neuron at its input (except the ones named in ``analog``, which
+  see real values and multiply, as ECMT's patch embedding and classifier head do);
+* ``nn.LayerNorm``, ``nn.GELU``/``nn.ReLU``/``nn.Tanh`` and Hugging Face ``GELUActivation``
+  become unary ECM operators (D8) on the running mean;
+* attention (``nn.MultiheadAttention``, ``nn.TransformerEncoderLayer`` and Hugging Face
+  BERT-style ``*SelfAttention`` with ``query``/``key``/``value``) becomes: MT at q, k, v;
+  matmul-ECM of Q·Kᵀ; softmax-ECM, exact or the spiking softmax (max-subtracted or sigmoid
+  mapped, D7); MT at the probabilities (site ``s``); matmul-ECM with V; MT at the output.
+
+Conventions: the model's inputs are repeated for the T steps along the batch dimension
+(direct coding: the same input every step), so a batch of B becomes T·B rows and stateful
+operators view them as ``(T, B, ...)``. ``batch_first=False`` layouts of ``nn.MultiheadAttention``
+are handled inside it; the model itself must take the batch dimension first.
+
+λ calibration (ECMT): per batch, λp is the ``percentiles[0]`` quantile of the site's activations
+and λn minus the ``percentiles[1]`` quantile; both are averaged over the calibration batches.
+Overrides per site kind or full site name (``lambdas``); ECMT's default fixes the softmax site
+``s`` at 0.0125. A λn that calibrates to ≤ 0 (a site without negative values) takes λp.
+
+Integer mode (``integer=True``) runs what the FPGA would: real tensors between operators are
+integers with ``act_frac`` fractional bits; weights have ``weight_frac``; each MT site's λp, λn
+are rounded down to powers of two (so a spike is a shift); Linear layers on spikes use only
+shifts and adds on integers, rounded half up into the activation format; the attention heads
+run :func:`golden.attention.attention_head` (replaceable: ``SpikingModel.head_function``, e.g. by
+a Verilator model of the hardware head). LayerNorm and GELU are evaluated in float64 on the
+exact integer running mean and quantised (there is no fixed-point core for them yet).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field, replace
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .attention import HeadConfig, attention_head, decode_codes, matmul_sops, mt_site
+from .ecm import ecm_matmul, ecm_unary, ecm_unary_int, round_shift
+from .fixed import Format, check_int
+from .mt_neuron import mt_decode, mt_neuron_float
+from .si_exp import SIExpTable, shipped_table
+from .softmax import spiking_softmax_float
+
+__all__ = ["ConversionConfig", "SpikingModel", "convert", "SiteStats"]
+
+SOFTMAXES = ("exact", "spiking")
+SOFTMAX_INPUTS = ("max", "sigmoid")
+
+
+@dataclass(frozen=True)
+class ConversionConfig:
+    """Every choice of the conversion; the defaults are the papers' (ECMT, SIT)."""
+
+    levels: int = 8  #: MT levels per sign at every site (ECMT --*_num)
+    percentiles: tuple[float, float] = (0.99, 0.01)  #: λp, λn calibration quantiles
+    lambdas: dict = field(default_factory=lambda: {"s": (0.0125, 0.0125)})  #: fixed λ by site
+    softmax: str = "exact"  #: "exact" (ECMT) or "spiking" (SIT)
+    softmax_input: str = "max"  #: spiking softmax input: "max" (subtract row max) or "sigmoid"
+    K: int = 12  #: SI-exp steps (shipped table for the input mapping's range)
+    N: int = 256  #: SI-norm input spikes
+    rounding: str = "round"  #: SI-norm rounding (D6)
+    table: SIExpTable | None = None  #: explicit SI-exp table instead of the shipped one
+    analog: tuple[str, ...] = ()  #: Linear module names whose inputs stay real-valued
+    integer: bool = False  #: run on the fixed-point operators
+    act_frac: int = 10  #: fractional bits of real-valued activations (integer mode)
+    weight_frac: int = 10  #: fractional bits of weights and biases (integer mode)
+    act_width: int = 32  #: width of real-valued activations; exceeding it is an error
+    weight_width: int = 16  #: width of weights; a weight outside it is an error
+
+    def __post_init__(self):
+        check_int("levels", self.levels, minimum=1, maximum=16)
+        lo_hi = self.percentiles
+        if (len(lo_hi) != 2 or not all(0.0 < float(p) < 1.0 for p in lo_hi)
+                or not lo_hi[1] < lo_hi[0]):
+            raise ValueError(f"percentiles must be (upper, lower) with 0 < lower < upper < 1, "
+                             f"not {self.percentiles!r}")
+        if self.softmax not in SOFTMAXES:
+            raise ValueError(f"softmax must be one of {', '.join(SOFTMAXES)}, not {self.softmax!r}")
+        if self.softmax_input not in SOFTMAX_INPUTS:
+            raise ValueError(f"softmax_input must be one of {', '.join(SOFTMAX_INPUTS)}, "
+                             f"not {self.softmax_input!r}")
+        check_int("K", self.K, minimum=1, maximum=64)
+        check_int("N", self.N, minimum=1, maximum=1 << 24)
+        check_int("act_frac", self.act_frac, minimum=0, maximum=30)
+        check_int("weight_frac", self.weight_frac, minimum=0, maximum=30)
+        for name, (lp, ln) in self.lambdas.items():
+            if not (lp > 0 and ln > 0):
+                raise ValueError(f"lambdas[{name!r}] must be two positive numbers, not {(lp, ln)}")
+
+    @property
+    def si_exp_table(self) -> SIExpTable:
+        if self.table is not None:
+            return self.table
+        lo, hi = (-8.0, 0.0) if self.softmax_input == "max" else (-1.0, 1.0)
+        return shipped_table(self.K, lo, hi)
+
+    @property
+    def act_format(self) -> Format:
+        return Format(self.act_width, self.act_frac)
+
+    @property
+    def weight_format(self) -> Format:
+        return Format(self.weight_width, self.weight_frac)
+
+
+class SiteStats:
+    """Spike and operation counts accumulated over the samples run (for the energy models)."""
+
+    def __init__(self):
+        self.samples = 0
+        self.sites: dict[str, dict] = {}  # name -> neurons (per sample), spikes[t] (all samples)
+        self.layers: dict[str, dict] = {}  # name -> flops (per sample), sops[t], inputs, kind
+
+    def site(self, name: str, codes: torch.Tensor, batch: int):
+        s = self.sites.setdefault(name, {"neurons": codes[0].numel() // batch, "spikes": 0})
+        s["spikes"] = s["spikes"] + (codes != 0).reshape(codes.shape[0], -1).sum(1).double()
+
+    def layer(self, name: str, kind: str, flops: int, sops, inputs: tuple[str, ...]):
+        entry = self.layers.setdefault(name, {"kind": kind, "flops": flops, "inputs": inputs,
+                                              "sops": 0})
+        entry["sops"] = entry["sops"] + sops
+
+
+class _Context:
+    """State shared by the converted modules of one model."""
+
+    def __init__(self, config: ConversionConfig):
+        self.config = config
+        self.mode = "calibrate"  # "calibrate" (runs the ANN, records activations), "snn"
+        self.T = 1
+        self.batch_dim = 0
+        self.stats: SiteStats | None = None
+        self.head_function: Callable = attention_head
+
+    def time_major(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.movedim(self.batch_dim, 0)
+        return x.reshape(self.T, x.shape[0] // self.T, *x.shape[1:])
+
+    def folded(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.reshape(x.shape[0] * x.shape[1], *x.shape[2:])
+        return x.movedim(0, self.batch_dim)
+
+
+def _exponent(lam: float) -> int:
+    """λ rounded down to a power of two (integer mode): a finer threshold never saturates
+    earlier by more than one level and keeps every spike a shift."""
+    return math.floor(math.log2(lam))
+
+
+class MTSite(nn.Module):
+    """An MT neuron site: calibrated λp, λn; real or integer dynamics."""
+
+    def __init__(self, name: str, kind: str, ctx: _Context):
+        super().__init__()
+        self.name, self.kind, self.ctx = name, kind, ctx
+        self.lambdas: tuple[float, float] | None = None
+        self._records: list[tuple[float, float]] = []
+
+    def extra_repr(self) -> str:
+        return f"{self.name}, lambdas={self.lambdas}"
+
+    def record(self, x: torch.Tensor):
+        flat = x.detach().reshape(-1).to(torch.float64)
+        hi, lo = self.ctx.config.percentiles
+        k_hi = max(1, min(flat.numel(), int(flat.numel() * hi)))
+        k_lo = max(1, min(flat.numel(), int(flat.numel() * lo)))
+        self._records.append((float(flat.kthvalue(k_hi).values),
+                              -float(flat.kthvalue(k_lo).values)))
+
+    def finish_calibration(self, fixed: dict):
+        if self.name in fixed or self.kind in fixed:
+            lp, ln = fixed.get(self.name, fixed.get(self.kind))
+        else:
+            if not self._records:
+                raise RuntimeError(f"MT site {self.name} saw no calibration data")
+            lp = sum(r[0] for r in self._records) / len(self._records)
+            ln = sum(r[1] for r in self._records) / len(self._records)
+            if lp <= 0:
+                raise ValueError(f"MT site {self.name}: the {self.ctx.config.percentiles[0]} "
+                                 f"quantile of its activations is {lp:g}; λp must be positive "
+                                 f"(override it with lambdas={{{self.name!r}: (λp, λn)}})")
+            if ln <= 0:
+                ln = lp
+        self.lambdas = (float(lp), float(ln))
+        self._records.clear()
+
+    @property
+    def exponents(self) -> tuple[int, int]:
+        return _exponent(self.lambdas[0]), _exponent(self.lambdas[1])
+
+    def values(self, x: torch.Tensor) -> torch.Tensor:
+        """Real mode: time-major real input → per-step spike values."""
+        lp, ln = self.lambdas
+        codes = mt_neuron_float(x, lp, ln, self.ctx.config.levels).codes
+        self._count(codes)
+        return mt_decode(codes, lp, ln).to(x.dtype)
+
+    def codes(self, x: torch.Tensor, in_unit: int) -> torch.Tensor:
+        """Integer mode: time-major integers in units of ``2**in_unit`` → MT codes."""
+        codes = mt_site(x, in_unit, self.exponents, self.ctx.config.levels)
+        self._count(codes)
+        return codes
+
+    def _count(self, codes: torch.Tensor):
+        if self.ctx.stats is not None:
+            self.ctx.stats.site(self.name, codes, codes.shape[1])
+
+
+def _as_act(values_unit: int, values: torch.Tensor, act_frac: int, name: str) -> torch.Tensor:
+    """Integers in units of 2**values_unit → activation integers (exact, or an error)."""
+    if values_unit + act_frac < 0:
+        raise ValueError(f"{name}: spike values in units of 2**{values_unit} are finer than the "
+                         f"activation format (act_frac = {act_frac}); raise act_frac")
+    return values << (values_unit + act_frac)
+
+
+def _quantise_checked(name: str, x: torch.Tensor, fmt: Format) -> torch.Tensor:
+    """Round half up into ``fmt``; a value outside it is an error, never saturated."""
+    q = torch.floor(x.detach().to(torch.float64) * 2.0 ** fmt.frac + 0.5).to(torch.int64)
+    return fmt.check(f"{name} (quantised to {fmt})", q)
+
+
+class SpikingLinear(nn.Module):
+    """A Linear layer whose input is an MT site (``input="mt"``), real values (``"analog"``) or
+    spike values produced upstream (``"spikes"``: an attention head's output)."""
+
+    def __init__(self, linear: nn.Linear, name: str, ctx: _Context, input: str = "mt"):
+        super().__init__()
+        self.linear, self.name, self.ctx, self.input = linear, name, ctx, input
+        kind = {"mt": "linear", "analog": "analog", "spikes": "spikes"}[input]
+        self.kind = kind
+        self.site = MTSite(f"{name}:in", ECMT_KIND.get(name.rsplit(".", 1)[-1], "linear"),
+                           ctx) if input == "mt" else None
+        #: the MT sites whose spikes this layer consumes (for the energy models)
+        self.input_sites = (self.site.name,) if self.site is not None else ()
+        self._int_params = None
+
+    def _integer_params(self):
+        if self._int_params is None:
+            cfg = self.ctx.config
+            w = _quantise_checked(f"{self.name}.weight", self.linear.weight, cfg.weight_format)
+            b = (_quantise_checked(f"{self.name}.bias", self.linear.bias, cfg.act_format)
+                 if self.linear.bias is not None else None)
+            self._int_params = (w, b)
+        return self._int_params
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ctx = self.ctx
+        if ctx.mode == "calibrate":
+            if self.site is not None:
+                self.site.record(x)
+            return self.linear(x)
+        xt = ctx.time_major(x)
+        stats = ctx.stats
+        if not ctx.config.integer:
+            if self.site is not None:
+                xt = self.site.values(xt)
+            y = F.linear(xt, self.linear.weight, self.linear.bias)
+        else:
+            cfg = ctx.config
+            w, b = self._integer_params()
+            if self.site is not None:
+                codes = self.site.codes(xt, -cfg.act_frac)
+                unit = min(self.site.exponents)
+                xt = decode_codes(codes, self.site.exponents)
+                shift = cfg.weight_frac - unit - cfg.act_frac
+            else:
+                shift = cfg.weight_frac
+            y = round_shift(xt @ w.T, shift)
+            if b is not None:
+                y = y + b
+            cfg.act_format.check(f"output of {self.name}", y)
+        if stats is not None:
+            fan_out = self.linear.out_features
+            per_sample = xt[0].numel() // xt.shape[1]
+            sops = ((xt != 0).reshape(xt.shape[0], -1).sum(1).double() * fan_out
+                    if self.input != "analog" else torch.zeros(xt.shape[0], dtype=torch.float64))
+            stats.layer(self.name, self.kind, per_sample * fan_out, sops, self.input_sites)
+        return ctx.folded(y)
+
+
+# ECMT's names of the Linear input sites inside a transformer block.
+ECMT_KIND = {"linear1": "fc1", "linear2": "fc2", "fc1": "fc1", "fc2": "fc2",
+             "in_proj": "fc_qkv", "out_proj": "fc_out", "qkv": "fc_qkv", "proj": "fc_out"}
+
+
+class ECMUnary(nn.Module):
+    """A unary operator under expectation compensation (real or integer mode)."""
+
+    def __init__(self, fn: Callable, name: str, ctx: _Context):
+        super().__init__()
+        self.fn, self.name, self.ctx = fn, name, ctx
+        if isinstance(fn, nn.Module):
+            self.fn64 = copy.deepcopy(fn).double()
+        else:
+            self.fn64 = fn
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ctx = self.ctx
+        if ctx.mode == "calibrate":
+            return self.fn(x)
+        xt = ctx.time_major(x)
+        if ctx.config.integer:
+            f = ctx.config.act_frac
+            with torch.no_grad():
+                y = ecm_unary_int(xt, self.fn64, f, f)
+            ctx.config.act_format.check(f"output of {self.name}", y)
+        else:
+            y = ecm_unary(xt, self.fn)
+        return ctx.folded(y)
+
+
+class _Function(nn.Module):
+    """A plain function as a module (TransformerEncoderLayer may hold ``F.gelu`` itself)."""
+
+    def __init__(self, fn: Callable):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x):
+        return self.fn(x)
+
+
+class SpikingAttentionCore(nn.Module):
+    """Heads of self-attention from per-step q, k, v (batch-first, already projected)."""
+
+    def __init__(self, name: str, ctx: _Context, scale: float):
+        super().__init__()
+        self.name, self.ctx, self.scale = name, ctx, scale
+        self.q = MTSite(f"{name}:q", "q", ctx)
+        self.k = MTSite(f"{name}:k", "k", ctx)
+        self.v = MTSite(f"{name}:v", "v", ctx)
+        self.s = MTSite(f"{name}:s", "s", ctx)
+        self.out = MTSite(f"{name}:out", "fc_out", ctx)
+
+    def head_config(self, tokens: int, head_dim: int) -> HeadConfig:
+        cfg = self.ctx.config
+        return HeadConfig(tokens=tokens, head_dim=head_dim, time_steps=self.ctx.T,
+                          levels=cfg.levels, q_exponents=self.q.exponents,
+                          k_exponents=self.k.exponents, v_exponents=self.v.exponents,
+                          s_exponents=self.s.exponents, out_exponents=self.out.exponents,
+                          table=cfg.si_exp_table, N=cfg.N, score_scale=self.scale,
+                          softmax="spiking" if cfg.softmax == "spiking" else "exact",
+                          softmax_input=cfg.softmax_input, rounding=cfg.rounding)
+
+    def _softmax(self, scores: torch.Tensor) -> torch.Tensor:
+        cfg = self.ctx.config
+        if cfg.softmax == "exact":
+            return torch.softmax(scores, dim=-1)
+        table = cfg.si_exp_table
+        if cfg.softmax_input == "sigmoid":
+            return spiking_softmax_float(torch.sigmoid(scores), table, cfg.N,
+                                         rounding=cfg.rounding).to(scores.dtype)
+        shifted = scores - scores.max(dim=-1, keepdim=True).values
+        shifted = shifted.clamp(min=table.input_format.min)
+        return spiking_softmax_float(shifted, table, cfg.N,
+                                     rounding=cfg.rounding).to(scores.dtype)
+
+    def forward(self, q, k, v, mask=None):
+        """q, k, v: (T·B, heads, tokens, head_dim) folded on dim 0; ``mask`` additive real
+        (broadcast to the scores) or None. Returns the head outputs in the same layout: real
+        spike values, or in integer mode spike values as activation integers."""
+        ctx = self.ctx
+        if ctx.mode == "calibrate":
+            for site, x in ((self.q, q), (self.k, k), (self.v, v)):
+                site.record(x)
+            scores = (q @ k.transpose(-2, -1)) * self.scale
+            if mask is not None:
+                scores = scores + mask
+            p = torch.softmax(scores, dim=-1)  # the ANN
+            self.s.record(p)
+            o = p @ v
+            self.out.record(o)
+            return o
+        saved, ctx.batch_dim = ctx.batch_dim, 0
+        try:
+            qt, kt, vt = (ctx.time_major(x) for x in (q, k, v))
+            if mask is not None and mask.dim() == q.dim() and mask.shape[0] == q.shape[0]:
+                mask = ctx.time_major(mask)  # a per-sample mask, repeated for the steps
+            stats = ctx.stats
+            if not ctx.config.integer:
+                qv, kv, vv = self.q.values(qt), self.k.values(kt), self.v.values(vt)
+                scores = ecm_matmul(qv, kv.transpose(-2, -1)) * self.scale
+                fn = self._softmax if mask is None else (lambda s: self._softmax(s + mask))
+                p = ecm_unary(scores, fn)
+                sv = self.s.values(p)
+                out = self.out.values(ecm_matmul(sv, vv))
+                s_codes, q_codes, k_codes, v_codes = sv, qv, kv, vv
+            else:
+                if mask is not None:
+                    raise NotImplementedError(f"{self.name}: attention masks are supported in "
+                                              f"real mode only")
+                af = ctx.config.act_frac
+                q_codes = self.q.codes(qt, -af)
+                k_codes = self.k.codes(kt, -af)
+                v_codes = self.v.codes(vt, -af)
+                config = self.head_config(qt.shape[-2], qt.shape[-1])
+                res = ctx.head_function(q_codes, k_codes, v_codes, config)
+                s_codes = res.s_codes
+                if stats is not None:
+                    self.s._count(res.s_codes)
+                    self.out._count(res.out)
+                unit = min(config.out_exponents)
+                out = _as_act(unit, decode_codes(res.out, config.out_exponents), af, self.name)
+            if stats is not None:
+                n, d = qt.shape[-2], qt.shape[-1]
+                per_sample = qt[0].numel() // (qt.shape[1] * n * d)  # heads
+                stats.layer(f"{self.name}:scores", "matmul", per_sample * n * n * d,
+                            matmul_sops(q_codes, k_codes.transpose(-2, -1)),
+                            (self.q.name, self.k.name))
+                stats.layer(f"{self.name}:output", "matmul", per_sample * n * n * d,
+                            matmul_sops(s_codes, v_codes), (self.s.name, self.v.name))
+            return ctx.folded(out)
+        finally:
+            ctx.batch_dim = saved
+
+
+def _split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
+    B, L, E = x.shape
+    return x.reshape(B, L, heads, E // heads).transpose(1, 2)
+
+
+def _merge_heads(x: torch.Tensor) -> torch.Tensor:
+    B, H, L, D = x.shape
+    return x.transpose(1, 2).reshape(B, L, H * D)
+
+
+def _additive_mask(attn_mask, key_padding_mask, dtype, batch: int, heads: int, L: int, S: int):
+    mask = None
+    if attn_mask is not None:
+        m = attn_mask
+        if m.dtype == torch.bool:
+            m = torch.zeros(m.shape, dtype=dtype).masked_fill(m, float("-inf"))
+        mask = m.to(dtype).reshape(-1, heads, L, S) if m.dim() == 3 else m.to(dtype)
+    if key_padding_mask is not None:
+        m = key_padding_mask
+        if m.dtype == torch.bool:
+            m = torch.zeros(m.shape, dtype=dtype).masked_fill(m, float("-inf"))
+        m = m.to(dtype).reshape(batch, 1, 1, S)
+        mask = m if mask is None else mask + m
+    return mask
+
+
+class SpikingMultiheadAttention(nn.Module):
+    """``nn.MultiheadAttention`` (self-attention) with MT sites and ECM."""
+
+    def __init__(self, mha: nn.MultiheadAttention, name: str, ctx: _Context):
+        super().__init__()
+        if not mha._qkv_same_embed_dim or mha.bias_k is not None or mha.add_zero_attn:
+            raise NotImplementedError(f"{name}: only MultiheadAttention with kdim = vdim = "
+                                      f"embed_dim, no bias_k/bias_v and no add_zero_attn")
+        self.heads, self.batch_first, self.ctx, self.name = mha.num_heads, mha.batch_first, ctx, name
+        E = mha.embed_dim
+        in_proj = nn.Linear(E, 3 * E, bias=mha.in_proj_bias is not None)
+        in_proj.weight = mha.in_proj_weight
+        if mha.in_proj_bias is not None:
+            in_proj.bias = mha.in_proj_bias
+        self.in_proj = SpikingLinear(in_proj, f"{name}.in_proj", ctx)
+        self.core = SpikingAttentionCore(name, ctx, (E // mha.num_heads) ** -0.5)
+        self.out_proj = SpikingLinear(mha.out_proj, f"{name}.out_proj", ctx, input="spikes")
+        self.out_proj.input_sites = (self.core.out.name,)
+
+    def forward(self, query, key, value, key_padding_mask=None, need_weights=False,
+                attn_mask=None, average_attn_weights=True, is_causal=False):
+        if not (query is key and key is value):
+            raise NotImplementedError(f"{self.name}: only self-attention (query is key is value) "
+                                      f"is converted")
+        if is_causal and attn_mask is None:
+            raise NotImplementedError(f"{self.name}: is_causal needs an explicit attn_mask")
+        x = query if self.batch_first else query.transpose(0, 1)
+        saved, self.ctx.batch_dim = self.ctx.batch_dim, 0
+        try:
+            B, L, E = x.shape
+            q, k, v = self.in_proj(x).chunk(3, dim=-1)
+            mask = _additive_mask(attn_mask, key_padding_mask, torch.float64 if x.dtype ==
+                                  torch.int64 else x.dtype, B, self.heads, L, L)
+            o = self.core(*(_split_heads(t, self.heads) for t in (q, k, v)), mask=mask)
+            y = self.out_proj(_merge_heads(o))
+        finally:
+            self.ctx.batch_dim = saved
+        return (y if self.batch_first else y.transpose(0, 1)), None
+
+
+class SpikingEncoderLayer(nn.Module):
+    """``nn.TransformerEncoderLayer`` rebuilt from its parameters (the fused fast path of the
+    original would bypass the converted sub-modules)."""
+
+    def __init__(self, layer: nn.TransformerEncoderLayer, name: str, ctx: _Context):
+        super().__init__()
+        self.norm_first = layer.norm_first
+        self.self_attn = SpikingMultiheadAttention(layer.self_attn, f"{name}.self_attn", ctx)
+        self.linear1 = SpikingLinear(layer.linear1, f"{name}.linear1", ctx)
+        self.linear2 = SpikingLinear(layer.linear2, f"{name}.linear2", ctx)
+        self.norm1 = ECMUnary(layer.norm1, f"{name}.norm1", ctx)
+        self.norm2 = ECMUnary(layer.norm2, f"{name}.norm2", ctx)
+        act = layer.activation
+        self.activation = ECMUnary(act if isinstance(act, nn.Module) else _Function(act),
+                                   f"{name}.activation", ctx)
+
+    def _sa(self, x, mask, padding, is_causal):
+        return self.self_attn(x, x, x, attn_mask=mask, key_padding_mask=padding,
+                              is_causal=is_causal)[0]
+
+    def _ff(self, x):
+        return self.linear2(self.activation(self.linear1(x)))
+
+    def forward(self, src, src_mask=None, src_key_padding_mask=None, is_causal=False):
+        x = src
+        if self.norm_first:
+            x = x + self._sa(self.norm1(x), src_mask, src_key_padding_mask, is_causal)
+            return x + self._ff(self.norm2(x))
+        x = self.norm1(x + self._sa(x, src_mask, src_key_padding_mask, is_causal))
+        return self.norm2(x + self._ff(x))
+
+
+class SpikingBertSelfAttention(nn.Module):
+    """Hugging Face BERT-style self-attention (``query``, ``key``, ``value`` Linears)."""
+
+    def __init__(self, module: nn.Module, name: str, ctx: _Context):
+        super().__init__()
+        self.heads = module.num_attention_heads
+        self.head_dim = module.attention_head_size
+        self.ctx, self.name = ctx, name
+        E = module.query.in_features
+        fused = nn.Linear(E, 3 * self.heads * self.head_dim)
+        with torch.no_grad():
+            fused.weight.copy_(torch.cat([module.query.weight, module.key.weight,
+                                          module.value.weight]))
+            fused.bias.copy_(torch.cat([module.query.bias, module.key.bias, module.value.bias]))
+        self.qkv = SpikingLinear(fused, f"{name}.qkv", ctx)
+        self.core = SpikingAttentionCore(name, ctx, getattr(module, "scaling",
+                                                            self.head_dim ** -0.5))
+
+    def forward(self, hidden_states, attention_mask=None, *args, **kwargs):
+        q, k, v = self.qkv(hidden_states).chunk(3, dim=-1)
+        mask = attention_mask
+        if mask is not None:
+            if mask.dtype == torch.bool:
+                mask = torch.zeros(mask.shape, dtype=q.dtype).masked_fill(~mask, float("-inf"))
+            mask = mask.to(q.dtype)
+        o = self.core(*(_split_heads(t, self.heads) for t in (q, k, v)), mask=mask)
+        return _merge_heads(o), None
+
+
+def _is_bert_self_attention(m: nn.Module) -> bool:
+    return ("SelfAttention" in type(m).__name__ and all(
+        isinstance(getattr(m, a, None), nn.Linear) for a in ("query", "key", "value")))
+
+
+_UNARY = (nn.LayerNorm, nn.GELU, nn.ReLU, nn.Tanh, nn.SiLU, nn.Sigmoid)
+
+
+def _is_unary(m: nn.Module) -> bool:
+    return isinstance(m, _UNARY) or type(m).__name__ in ("GELUActivation", "NewGELUActivation",
+                                                         "FastGELUActivation")
+
+
+class _IntegerAware(nn.Module):
+    """A model module with its own integer form (``forward_integer(x, act_frac)``)."""
+
+    def __init__(self, module: nn.Module, ctx: _Context):
+        super().__init__()
+        self.module, self.ctx = module, ctx
+
+    def forward(self, x):
+        if self.ctx.mode != "calibrate" and self.ctx.config.integer:
+            return self.module.forward_integer(x, self.ctx.config.act_frac)
+        return self.module(x)
+
+
+class _Root(nn.Module):
+    """Holds a model that is itself a converted module (its name becomes "0")."""
+
+    def __init__(self, module: nn.Module):
+        super().__init__()
+        self.add_module("0", module)
+
+    def forward(self, *args, **kwargs):
+        return self._modules["0"](*args, **kwargs)
+
+
+def _replace(module: nn.Module, ctx: _Context, prefix: str = "") -> list:
+    """Replace convertible children in place; return the new modules."""
+    cfg = ctx.config
+    new = []
+    spikes_in = {}  # id of the Linear after a BERT self-attention -> the head's output site
+    for name, child in list(module.named_children()):
+        full = f"{prefix}{name}"
+        repl = None
+        if isinstance(child, nn.TransformerEncoderLayer):
+            repl = SpikingEncoderLayer(child, full, ctx)
+        elif isinstance(child, nn.MultiheadAttention):
+            repl = SpikingMultiheadAttention(child, full, ctx)
+        elif _is_bert_self_attention(child):
+            repl = SpikingBertSelfAttention(child, full, ctx)
+            sibling = getattr(module, "output", None)
+            if sibling is not None and isinstance(getattr(sibling, "dense", None), nn.Linear):
+                spikes_in[id(sibling.dense)] = repl.core.out.name
+        elif isinstance(child, nn.Linear):
+            kind = ("analog" if full in cfg.analog
+                    else "spikes" if id(child) in spikes_in else "mt")
+            repl = SpikingLinear(child, full, ctx, input=kind)
+        elif _is_unary(child):
+            repl = ECMUnary(child, full, ctx)
+        elif hasattr(child, "forward_integer"):
+            repl = _IntegerAware(child, ctx)
+        elif cfg.integer and isinstance(child, nn.Embedding):
+            raise NotImplementedError(f"integer mode takes real-valued model inputs; "
+                                      f"{full} is an nn.Embedding")
+        if repl is not None:
+            setattr(module, name, repl)
+            new.append(repl)
+        else:
+            new += _replace(child, ctx, f"{full}.")
+    # the dense layer after a BERT self-attention may come before it in registration order
+    if spikes_in:
+        for name, child in list(module.named_modules()):
+            if isinstance(child, SpikingLinear) and id(child.linear) in spikes_in:
+                child.input, child.kind, child.site = "spikes", "spikes", None
+                child.input_sites = (spikes_in[id(child.linear)],)
+    return new
+
+
+class SpikingModel(nn.Module):
+    """A converted model. ``model(x, T)`` returns the cumulative outputs after each step,
+    shape ``(T, *output shape)``: real values, or in integer mode int64 in units of
+    ``2**-act_frac`` (:meth:`to_real` converts).
+
+    ``stats`` (a :class:`SiteStats`, when ``record_stats()`` was called) accumulates spikes and
+    synaptic operations for the energy models; ``head_function`` computes the integer heads."""
+
+    def __init__(self, model: nn.Module, ctx: _Context):
+        super().__init__()
+        self.model, self.ctx = model, ctx
+
+    @property
+    def config(self) -> ConversionConfig:
+        return self.ctx.config
+
+    @property
+    def sites(self) -> dict[str, MTSite]:
+        return {m.name: m for m in self.model.modules() if isinstance(m, MTSite)}
+
+    @property
+    def head_function(self) -> Callable:
+        return self.ctx.head_function
+
+    @head_function.setter
+    def head_function(self, fn: Callable):
+        self.ctx.head_function = fn
+
+    def record_stats(self) -> SiteStats:
+        self.ctx.stats = SiteStats()
+        return self.ctx.stats
+
+    def to_real(self, y: torch.Tensor) -> torch.Tensor:
+        return self.config.act_format.to_float(y) if self.config.integer else y
+
+    def _inputs(self, xs, T: int):
+        out = []
+        for x in xs:
+            if not isinstance(x, torch.Tensor):
+                out.append(x)
+                continue
+            if self.config.integer and x.is_floating_point():
+                x = self.config.act_format.quantise(x)
+            out.append(x.repeat(T, *([1] * (x.dim() - 1))))
+        return out
+
+    @torch.no_grad()
+    def forward(self, *inputs, T: int, **kwargs) -> torch.Tensor:
+        check_int("T", T, minimum=1, maximum=1 << 16)
+        batch = next(x for x in inputs if isinstance(x, torch.Tensor)).shape[0]
+        self.ctx.mode, self.ctx.T = "snn", T
+        try:
+            y = self.model(*self._inputs(inputs, T), **kwargs)
+        finally:
+            self.ctx.mode, self.ctx.T = "calibrate", 1
+        y = getattr(y, "last_hidden_state", y)
+        if not isinstance(y, torch.Tensor):
+            raise TypeError(f"the model returned {type(y).__name__}; SpikingModel needs a tensor "
+                            f"or an output with last_hidden_state")
+        if self.ctx.stats is not None:
+            self.ctx.stats.samples += batch
+        return torch.cumsum(y.reshape(T, batch, *y.shape[1:]), dim=0)
+
+    @torch.no_grad()
+    def ann(self, *inputs, **kwargs):
+        """The original ANN function (the converted model in calibration mode, nothing recorded
+        from this call)."""
+        records = {n: list(s._records) for n, s in self.sites.items()}
+        y = self.model(*inputs, **kwargs)
+        for n, s in self.sites.items():
+            s._records[:] = records[n]
+        return y
+
+
+@torch.no_grad()
+def convert(model: nn.Module, calibration, config: ConversionConfig | None = None, *,
+            lambdas_from: SpikingModel | None = None, **options) -> SpikingModel:
+    """Convert ``model`` (left untouched: a deep copy is converted).
+
+    ``calibration`` is an iterable of input batches (a tensor or a tuple of tensors each); the
+    λ of every site is calibrated on them unless ``lambdas_from`` (a converted model of the same
+    architecture) supplies them. ``options`` override fields of ``config``."""
+    config = replace(config or ConversionConfig(), **options)
+    ctx = _Context(config)
+    net = copy.deepcopy(model).eval()
+    if _is_unary(net) or isinstance(net, (nn.Linear, nn.TransformerEncoderLayer,
+                                          nn.MultiheadAttention)):
+        net = _Root(net)
+    _replace(net, ctx)
+    spiking = SpikingModel(net, ctx)
+    sites = spiking.sites
+    if lambdas_from is not None:
+        source = lambdas_from.sites
+        if set(source) != set(sites):
+            raise ValueError("lambdas_from is a model with different MT sites")
+        for name, site in sites.items():
+            site.lambdas = source[name].lambdas
+    else:
+        seen = 0
+        for batch in calibration:
+            batch = batch if isinstance(batch, (tuple, list)) else (batch,)
+            net(*batch)
+            seen += 1
+        if seen == 0:
+            raise ValueError("calibration is empty: give at least one input batch")
+        for site in sites.values():
+            site.finish_calibration(config.lambdas)
+    return spiking

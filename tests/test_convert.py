@@ -1,0 +1,231 @@
+"""ANN → SNN conversion (golden/convert.py): telescoping, calibration, attention, BERT, errors."""
+
+import pytest
+import torch
+from torch import nn
+
+from golden.convert import ConversionConfig, convert
+from golden.energy import energy_report
+from golden.mt_neuron import mt_decode, mt_neuron_float
+
+
+@pytest.fixture(autouse=True)
+def _inference_only():
+    with torch.no_grad():
+        yield
+
+
+def _mlp(seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(6, 5), nn.Linear(5, 4)).double()
+
+
+def test_mt_only_mlp_telescopes_to_t_times_the_linear_of_the_mean():
+    """One MT site feeding a Linear: cumulative output = t·f(mean x) − W·v_t exactly, where v_t
+    is the MT membrane (the residual the neuron has not emitted yet)."""
+    torch.manual_seed(1)
+    lin = nn.Linear(6, 4).double()
+    x = torch.randn(16, 6, dtype=torch.float64)
+    snn = convert(lin, [x])
+    T = 12
+    y = snn(x, T=T)
+    lp, ln = snn.sites["0:in"].lambdas
+    res = mt_neuron_float(x.expand(T, *x.shape), lp, ln, snn.config.levels)
+    for t in range(1, T + 1):
+        residual = t * x - torch.cumsum(mt_decode(res.codes, lp, ln), 0)[t - 1]
+        expect = t * lin(x) - residual @ lin.weight.T
+        assert torch.allclose(y[t - 1], expect, atol=1e-9)
+
+
+def test_mt_mlp_converges_to_the_ann():
+    mlp = _mlp()
+    x = torch.randn(64, 6, dtype=torch.float64)
+    snn = convert(mlp, [x])
+    y = snn(x, T=64)
+    ann = mlp(x)
+    err = [float((y[t - 1] / t - ann).abs().mean()) for t in (2, 8, 64)]
+    assert err[0] > err[1] > err[2]
+    assert err[2] < 0.02 * float(ann.abs().mean())
+    assert torch.allclose(snn.ann(x), ann)
+
+
+def test_integer_mlp_matches_the_fixed_point_definition():
+    """Integer mode: MT codes of the activation integers, shifts and adds, rounding half up."""
+    from golden.attention import decode_codes, mt_site
+    mlp = _mlp(3)
+    x = torch.rand(8, 6, dtype=torch.float64) * 2 - 1
+    snn = convert(mlp, [x], integer=True)
+    T = 5
+    y = snn(x, T=T)
+    cfg = snn.config
+    h = cfg.act_format.quantise(x).expand(T, 8, 6)
+    for i, lin in enumerate(mlp):
+        site = snn.sites[f"{i}:in"]
+        e = site.exponents
+        vals = decode_codes(mt_site(h, -cfg.act_frac, e, cfg.levels), e)
+        w = torch.floor(lin.weight.detach() * 2 ** cfg.weight_frac + 0.5).long()
+        b = torch.floor(lin.bias.detach() * 2 ** cfg.act_frac + 0.5).long()
+        shift = cfg.weight_frac - min(e) - cfg.act_frac
+        acc = vals @ w.T
+        h = ((acc + (1 << (shift - 1))) >> shift if shift > 0 else acc << -shift) + b
+    assert torch.equal(y, torch.cumsum(h, 0))
+    assert y.dtype == torch.int64
+    assert torch.allclose(snn.to_real(y[-1]) / T, mlp(x), atol=0.15)
+
+
+def test_calibration_is_the_mean_of_per_batch_percentiles_and_deterministic():
+    mlp = _mlp()
+    batches = [torch.randn(50, 6, dtype=torch.float64) for _ in range(3)]
+    a = convert(mlp, batches)
+    b = convert(mlp, batches)
+    assert {n: s.lambdas for n, s in a.sites.items()} == {n: s.lambdas for n, s in b.sites.items()}
+    flat = [x.reshape(-1) for x in batches]
+    lp = sum(float(f.kthvalue(int(f.numel() * 0.99)).values) for f in flat) / 3
+    ln = sum(-float(f.kthvalue(int(f.numel() * 0.01)).values) for f in flat) / 3
+    assert a.sites["0:in"].lambdas == pytest.approx((lp, ln))
+    c = convert(mlp, batches, lambdas={"0:in": (0.5, 0.25)}, percentiles=(0.9, 0.1))
+    assert c.sites["0:in"].lambdas == (0.5, 0.25)
+    assert c.sites["1:in"].lambdas != a.sites["1:in"].lambdas
+    d = convert(mlp, [], lambdas_from=a)
+    assert {n: s.lambdas for n, s in d.sites.items()} == {n: s.lambdas for n, s in a.sites.items()}
+
+
+def _block(norm_first=True, batch_first=True):
+    torch.manual_seed(4)
+    return nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0, activation="gelu",
+                                      batch_first=batch_first, norm_first=norm_first).eval()
+
+
+@pytest.mark.parametrize("norm_first", [True, False])
+def test_attention_block_keeps_the_ann_function_and_converges(norm_first):
+    block = _block(norm_first)
+    x = torch.randn(8, 5, 16)
+    with torch.no_grad():
+        ann = block(x)
+    snn = convert(block, [x])
+    kinds = sorted({s.kind for s in snn.sites.values()})
+    assert kinds == ["fc1", "fc2", "fc_out", "fc_qkv", "k", "q", "s", "v"]
+    assert snn.sites["0.self_attn:s"].lambdas == (0.0125, 0.0125)  # ECMT's fixed value
+    assert torch.allclose(snn.ann(x), ann, atol=1e-5)
+    y = snn(x, T=48)
+    err = [float((y[t - 1] / t - ann).abs().mean()) for t in (2, 8, 48)]
+    assert err[0] > err[1] > err[2]
+    assert err[2] < 0.1 * float(ann.abs().mean())
+
+
+class _SeqFirstAttention(nn.Module):
+    """A batch-first model around a seq-first MultiheadAttention."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(6)
+        self.mha = nn.MultiheadAttention(16, 2)
+
+    def forward(self, x):
+        s = x.transpose(0, 1)
+        return self.mha(s, s, s, need_weights=False)[0].transpose(0, 1)
+
+
+def test_seq_first_multihead_attention_and_padding_masks():
+    model = _SeqFirstAttention().eval()
+    x = torch.randn(3, 5, 16)
+    snn = convert(model, [x])
+    ann = model(x)
+    assert torch.allclose(snn.ann(x), ann, atol=1e-5)
+    y = snn(x, T=48)
+    assert float((y[-1] / 48 - ann).abs().mean()) < 0.1 * float(ann.abs().mean())
+
+    block = _block()
+    padding = torch.tensor([[False] * 4 + [True]] * 3)
+    snn_b = convert(block, [x])
+    ann_masked = block(x, src_key_padding_mask=padding)
+    y = snn_b(x, T=32, src_key_padding_mask=padding.repeat(32, 1))
+    assert float((y[-1] / 32 - ann_masked).abs().mean()) < 0.1 * float(ann_masked.abs().mean())
+
+
+def test_spiking_softmax_block_integer_mode_runs_the_golden_head():
+    block = _block()
+    x = torch.randn(4, 5, 16)
+    calls = []
+    snn = convert(block, [x], softmax="spiking", integer=True)
+    from golden.attention import attention_head
+
+    def spy(q, k, v, config):
+        calls.append(config)
+        return attention_head(q, k, v, config)
+
+    snn.head_function = spy
+    y = snn(x, T=16)
+    assert len(calls) == 1 and calls[0].tokens == 5 and calls[0].head_dim == 8
+    assert calls[0].softmax == "spiking" and calls[0].table.K == 12
+    ann = block(x).detach()
+    assert float((snn.to_real(y[-1]) / 16 - ann).abs().mean()) < 0.15 * float(ann.abs().mean())
+
+
+def test_bert_self_attention_converts():
+    transformers = pytest.importorskip("transformers")
+    config = transformers.BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=2,
+                                     num_attention_heads=2, intermediate_size=64,
+                                     max_position_embeddings=16, hidden_dropout_prob=0.0,
+                                     attention_probs_dropout_prob=0.0)
+    torch.manual_seed(0)
+    bert = transformers.BertModel(config, add_pooling_layer=False).eval()
+    ids = torch.randint(0, 50, (6, 10))
+    mask = torch.ones(6, 10, dtype=torch.int64)
+    mask[:, 8:] = 0
+    with torch.no_grad():
+        ann = bert(input_ids=ids, attention_mask=mask).last_hidden_state
+    snn = convert(bert, [(ids,)], softmax="spiking")
+    names = list(snn.sites)
+    assert "encoder.layer.0.attention.self:s" in names
+    assert "encoder.layer.0.attention.output.dense:in" not in names  # fed by the head's MT
+    assert torch.allclose(snn.ann(input_ids=ids, attention_mask=mask).last_hidden_state, ann,
+                          atol=1e-4)
+    y = snn(ids, T=32, attention_mask=mask.repeat(32, 1))
+    err = [float((y[t - 1] / t - ann).abs().mean()) for t in (2, 32)]
+    assert err[1] < err[0]
+    assert err[1] < 0.15 * float(ann.abs().mean())
+    with pytest.raises(NotImplementedError, match="nn.Embedding"):
+        convert(bert, [(ids,)], integer=True)
+
+
+def test_energy_counts_follow_the_definitions():
+    mlp = _mlp()
+    x = torch.randn(10, 6, dtype=torch.float64)
+    snn = convert(mlp, [x])
+    stats = snn.record_stats()
+    snn(x, T=4)
+    r = energy_report(stats)
+    s0, s1 = stats.sites["0:in"], stats.sites["1:in"]
+    assert s0["neurons"] == 6 and s1["neurons"] == 5
+    sops = (torch.cumsum(s0["spikes"], 0) * 5 + torch.cumsum(s1["spikes"], 0) * 4) / 10
+    assert r["sops"] == pytest.approx(sops.tolist())
+    assert r["ann_flops"] == 6 * 5 + 5 * 4
+    assert r["energy_ratio_ecmt"] == pytest.approx((sops * 0.9 / (50 * 4.6)).tolist())
+    rate0 = torch.cumsum(s0["spikes"], 0) / 60
+    rate1 = torch.cumsum(s1["spikes"], 0) / 50
+    assert r["energy_ratio"] == pytest.approx(((30 * rate0 + 20 * rate1) * 0.9 / 230).tolist())
+    assert all(a < b for a, b in zip(r["energy_ratio"], r["energy_ratio"][1:]))
+
+
+def test_bad_conversion_parameters_are_named():
+    mlp = _mlp()
+    x = torch.randn(4, 6, dtype=torch.float64)
+    with pytest.raises(ValueError, match="softmax must be one of exact, spiking, not 'fast'"):
+        convert(mlp, [x], softmax="fast")
+    with pytest.raises(ValueError, match="percentiles"):
+        ConversionConfig(percentiles=(0.01, 0.99))
+    with pytest.raises(ValueError, match="levels"):
+        ConversionConfig(levels=0)
+    with pytest.raises(ValueError, match="calibration is empty"):
+        convert(mlp, [])
+    with pytest.raises(ValueError, match=r"lambdas\['s'\]"):
+        ConversionConfig(lambdas={"s": (0.0, 1.0)})
+    snn = convert(mlp, [x])
+    with pytest.raises(ValueError, match="T must be"):
+        snn(x, T=0)
+    big = nn.Linear(6, 2).double()
+    with torch.no_grad():
+        big.weight.fill_(100.0)
+    with pytest.raises(ValueError, match="0.weight"):
+        convert(big, [x], integer=True)(x, T=1)

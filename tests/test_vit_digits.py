@@ -1,0 +1,63 @@
+"""The digits-ViT experiment: training, conversion accuracy at T = 8, the command line.
+
+The ViT is trained once per machine (about 40 s) into .cache/vit_digits.pt and reused."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from golden.digits_experiment import run_experiment
+from golden.vit_digits import DEFAULT_CHECKPOINT, DigitsViT, ViTConfig, digits_split
+
+
+def test_digits_split_is_fixed_and_stratified():
+    x_tr, y_tr, x_te, y_te = digits_split()
+    assert x_tr.shape == (1257, 64) and x_te.shape == (540, 64)
+    assert float(x_tr.min()) == 0.0 and float(x_tr.max()) == 1.0
+    again = digits_split()
+    assert torch.equal(again[3], y_te)
+    counts = torch.bincount(y_te, minlength=10)
+    assert int(counts.min()) >= 50
+
+
+def test_patches_are_row_major_2x2_blocks():
+    model = DigitsViT(ViTConfig())
+    img = torch.arange(64.0).reshape(1, 64)
+    p = model.patches(img)
+    assert p.shape == (1, 16, 4)
+    assert p[0, 0].tolist() == [0, 1, 8, 9] and p[0, 1].tolist() == [2, 3, 10, 11]
+    assert p[0, 4].tolist() == [16, 17, 24, 25]
+
+
+@pytest.mark.parametrize("integer", [True, False])
+def test_converted_vit_at_8_steps_is_within_2_points_of_the_ann(integer):
+    r = run_experiment(T=8, softmax="spiking", integer=integer, progress=False)
+    assert r["ann_accuracy"] > 90.0
+    assert len(r["snn_accuracy"]) == 8
+    assert abs(r["conversion_loss"][-1]) <= 2.0
+    assert r["snn_accuracy"][-1] > r["snn_accuracy"][0]
+    assert all(a < b for a, b in zip(r["energy_ratio"], r["energy_ratio"][1:]))
+    assert 0 < r["energy_ratio"][-1] and r["sops"][-1] > 0
+
+
+def test_vit_digits_command_writes_json_and_png(tmp_path):
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "golden", "vit-digits", "--T", "3", "--int", "--limit", "60",
+         "--json", "--quiet", "--out", str(out), "--checkpoint", str(DEFAULT_CHECKPOINT)],
+        capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    for key in ("ann_accuracy", "snn_accuracy", "energy_ratio", "conversion_loss", "sops",
+                "spikes_per_neuron", "energy_ratio_ecmt"):
+        assert key in result
+    assert len(result["snn_accuracy"]) == 3 and result["test_images"] == 60
+    assert (out / "vit_digits_T3_spiking_int.png").stat().st_size > 1000
+    saved = json.loads((out / "vit_digits_T3_spiking_int.json").read_text())
+    assert saved["snn_accuracy"] == result["snn_accuracy"]
+    bad = subprocess.run([sys.executable, "-m", "golden", "vit-digits", "--T", "0"],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "--T must be at least 1, not 0" in bad.stderr
