@@ -152,8 +152,8 @@ class _Context:
 
 
 def _exponent(lam: float) -> int:
-    """λ rounded down to a power of two (integer mode): a finer threshold never saturates
-    earlier by more than one level and keeps every spike a shift."""
+    """λ rounded down to a power of two (integer mode): every spike becomes a shift, and the
+    site gets finer rather than coarser (the top level halves at worst; 8 levels leave 128×)."""
     return math.floor(math.log2(lam))
 
 
