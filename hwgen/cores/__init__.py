@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 from dataclasses import dataclass
 
+from .attention import AttentionHead
 from .if_neuron import IFPopulation
 from .mt_neuron import MTPopulation
 from .si_exp import SIExp
@@ -21,6 +22,7 @@ CORES = {
     "si_exp": SIExp,
     "si_norm": SINorm,
     "softmax": SpikingSoftmax,
+    "attention": AttentionHead,
 }
 
 

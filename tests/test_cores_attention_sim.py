@@ -1,0 +1,207 @@
+"""Amaranth-simulator tests of the spiking attention head core against the golden head
+:func:`golden.attention.attention_head`: random codes, random valid/ready stalls, several heads
+back to back (state restarts with ``first``), lanes, cycles per step, parameter checks."""
+
+import random
+
+import pytest
+import torch
+from amaranth import ClockDomain, Module
+from amaranth.sim import Simulator
+
+from golden.attention import HeadConfig, attention_head
+from golden.si_exp import shipped_table
+from hwgen.cores import core_parameters, make_core, parse_params
+from hwgen.cores.attention import AttentionHead, default_head_config
+
+TABLE = shipped_table(12, -8.0, 0.0)
+
+
+def config(**kw):
+    base = dict(tokens=4, head_dim=4, time_steps=4, levels=3, q_exponents=(-2, -3),
+                k_exponents=(-3, -2), v_exponents=(-2, -2), s_exponents=(-3, -4),
+                out_exponents=(-3, -2), table=TABLE, N=256, score_scale=0.5)
+    base.update(kw)
+    return HeadConfig(**base)
+
+
+def random_codes(cfg, steps, g, density=0.6):
+    shape = (steps, cfg.tokens, cfg.head_dim)
+    k = torch.randint(0, cfg.levels, shape, generator=g)
+    sign = torch.where(torch.rand(shape, generator=g) < 0.5, -1, 1)
+    fire = torch.rand(shape, generator=g) < density
+    return torch.where(fire, sign * (1 << k), 0)
+
+
+def head_beats(q, k, v):
+    beats = []
+    for t in range(q.shape[0]):
+        for tok in range(q.shape[1]):
+            beats.append({"q": q[t, tok].tolist(), "k": k[t, tok].tolist(),
+                          "v": v[t, tok].tolist(), "first": int(t == 0)})
+    return beats
+
+
+def run(core, beats, *, valid_prob=1.0, ready_prob=1.0, seed=0):
+    """Stream ``beats`` in; return (output beats as (codes, last), accept cycles, output
+    cycles)."""
+    rng = random.Random(seed)
+    top = Module()
+    top.domains.sync = ClockDomain()
+    top.submodules.core = core
+    got, accepts, outputs, stable = [], [], [], []
+    sim = Simulator(top)
+    sim.add_clock(1e-6)
+
+    async def producer(ctx):
+        for beat in beats:
+            while rng.random() >= valid_prob:
+                await ctx.tick()
+            ctx.set(core.i.payload, beat)
+            ctx.set(core.i.valid, 1)
+            await ctx.tick().until(core.i.ready)
+            ctx.set(core.i.valid, 0)
+
+    async def consumer(ctx):
+        last, cycle = None, 0
+        while len(got) < len(beats):
+            ctx.set(core.o.ready, rng.random() < ready_prob)
+            *_, payload, valid, ready, i_valid, i_ready = await ctx.tick().sample(
+                core.o.payload, core.o.valid, core.o.ready, core.i.valid, core.i.ready)
+            if valid and not ready:
+                # Stream rule: a stalled output keeps its payload until it is taken.
+                stable.append(last is None or last == payload.as_value().value)
+                last = payload.as_value().value
+            else:
+                last = None
+            if i_valid and i_ready:
+                accepts.append(cycle)
+            if valid and ready:
+                got.append(([int(x) for x in payload.out], int(payload.last)))
+                outputs.append(cycle)
+            cycle += 1
+            assert cycle < 2_000_000, "timeout"
+
+    sim.add_testbench(producer)
+    sim.add_testbench(consumer)
+    sim.run()
+    assert all(stable)
+    return got, accepts, outputs
+
+
+def expected(cfg, heads):
+    out = []
+    for q, k, v in heads:
+        res = attention_head(q, k, v, cfg).out
+        for t in range(res.shape[0]):
+            for tok in range(cfg.tokens):
+                out.append((res[t, tok].tolist(), int(tok == cfg.tokens - 1)))
+    return out
+
+
+def make_heads(cfg, count, seed, steps=None):
+    g = torch.Generator().manual_seed(seed)
+    heads = []
+    for h in range(count):
+        T = steps[h] if steps else cfg.time_steps
+        heads.append(tuple(random_codes(cfg, T, g, density=0.4 + 0.15 * (h % 4))
+                           for _ in range(3)))
+    return heads
+
+
+CONFIGS = {
+    "n4d4L3": (config(), 1),
+    "n4d4L4": (config(levels=4, q_exponents=(-2, -2), k_exponents=(-2, -2),
+                      v_exponents=(-2, -2), s_exponents=(-3, -3), out_exponents=(-2, -2)), 1),
+    "n3d4L3_lanes2": (config(tokens=3, time_steps=5, score_scale=1.0), 2),
+    "n2d3L4_lanes2": (config(tokens=2, head_dim=3, levels=4, rounding="floor",
+                             out_exponents=(-1, -2)), 2),
+}
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_heads_back_to_back_under_stalls(name):
+    cfg, lanes = CONFIGS[name]
+    core = AttentionHead(cfg, lanes=lanes)
+    # Heads of full length and shorter, back to back; each restarts with first = 1.
+    steps = [cfg.time_steps, 2, cfg.time_steps, 1]
+    heads = make_heads(cfg, len(steps), seed=len(name), steps=steps)
+    beats = [b for h in heads for b in head_beats(*h)]
+    got, _, _ = run(core, beats, valid_prob=0.6, ready_prob=0.5, seed=3)
+    want = expected(cfg, heads)
+    assert got == want
+    # The test is not vacuous: the outputs hold spikes of both signs.
+    codes = [c for beat, _ in want for c in beat]
+    assert any(c > 0 for c in codes) and any(c < 0 for c in codes)
+
+
+def test_saturating_codes():
+    """Every code at its largest magnitude: the widths derived from T hold the extremes."""
+    cfg, lanes = CONFIGS["n4d4L4"]
+    core = AttentionHead(cfg, lanes=lanes)
+    top = 1 << (cfg.levels - 1)
+    shape = (cfg.time_steps, cfg.tokens, cfg.head_dim)
+    g = torch.Generator().manual_seed(5)
+    sign = torch.where(torch.rand(shape, generator=g) < 0.5, -top, top)
+    heads = [(torch.full(shape, top), torch.full(shape, top), torch.full(shape, -top)),
+             (torch.full(shape, -top), torch.full(shape, top), sign),
+             (sign, -sign, torch.full(shape, top))]
+    beats = [b for h in heads for b in head_beats(*h)]
+    got, _, _ = run(core, beats, ready_prob=0.7, seed=1)
+    assert got == expected(cfg, heads)
+
+
+@pytest.mark.parametrize("name", ["n4d4L3", "n3d4L3_lanes2"])
+def test_cycles_per_step(name):
+    """Without stalls, a step takes exactly step_cycles() cycles, input to input."""
+    cfg, lanes = CONFIGS[name]
+    core = AttentionHead(cfg, lanes=lanes)
+    heads = make_heads(cfg, 1, seed=7)
+    beats = [b for h in heads for b in head_beats(*h)]
+    got, accepts, outputs = run(core, beats)
+    assert got == expected(cfg, heads)
+    n = cfg.tokens
+    firsts = accepts[::n]
+    assert [b - a for a, b in zip(firsts, firsts[1:])] == [core.step_cycles()] * (len(firsts) - 1)
+    assert outputs[0] - accepts[0] == core.latency
+    assert core.throughput == n / core.step_cycles()
+    # Each step's n input beats are taken on n consecutive cycles.
+    assert all(accepts[s * n + n - 1] - accepts[s * n] == n - 1 for s in range(len(firsts)))
+
+
+def test_widths_cover_the_golden_intermediates():
+    cfg, _ = CONFIGS["n4d4L4"]
+    core = AttentionHead(cfg)
+    w = core.widths
+    top = (1 << (cfg.levels - 1)) * cfg.time_steps
+    p_max = cfg.head_dim * top * top
+    assert p_max < 1 << (w["P"] - 1)
+    assert cfg.time_steps * cfg.N < 1 << w["cum (unsigned)"]
+    assert core.code_width == cfg.levels + 1
+
+
+@pytest.mark.parametrize("kw, lanes, error, message", [
+    ({"softmax": "exact"}, 1, ValueError,
+     r"^config.softmax must be 'spiking' for the attention core, not 'exact'$"),
+    ({"softmax_input": "sigmoid", "table": shipped_table(12, -1.0, 1.0)}, 1, ValueError,
+     r"^config.softmax_input must be 'max' for the attention core, not 'sigmoid'$"),
+    ({}, 0, ValueError, r"^lanes must be an integer from 1 to 4, not 0$"),
+    ({}, 5, ValueError, r"^lanes must be an integer from 1 to 4, not 5$"),
+])
+def test_rejects_bad_parameters(kw, lanes, error, message):
+    with pytest.raises(error, match=message):
+        AttentionHead(config(**kw), lanes=lanes)
+
+
+def test_rejects_non_config():
+    with pytest.raises(TypeError, match=r"^config must be a HeadConfig, not dict$"):
+        AttentionHead({"tokens": 4})
+
+
+def test_registry():
+    """Registered as "attention": the CLI sets lanes; the head itself is the default config."""
+    assert [p.name for p in core_parameters("attention")] == ["lanes"]
+    assert all(p.doc for p in core_parameters("attention"))
+    core = make_core("attention", parse_params("attention", ["lanes=2"]))
+    assert core.lanes == 2 and core.config == default_head_config()
+    assert core.config.table == shipped_table(12, -8.0, 0.0)
