@@ -632,9 +632,11 @@ def _replace(module: nn.Module, ctx: _Context, prefix: str = "") -> list:
 
 
 class SpikingModel(nn.Module):
-    """A converted model. ``model(x, T)`` returns the cumulative outputs after each step,
+    """A converted model. ``model(x, T=T)`` returns the cumulative outputs after each step,
     shape ``(T, *output shape)``: real values, or in integer mode int64 in units of
-    ``2**-act_frac`` (:meth:`to_real` converts).
+    ``2**-act_frac`` (:meth:`to_real` converts). Positional tensor inputs are repeated for the
+    T steps; keyword arguments are passed unchanged, so repeat per-sample ones (masks) T times
+    along the batch dimension yourself (``mask.repeat(T, 1)``).
 
     ``stats`` (a :class:`SiteStats`, when ``record_stats()`` was called) accumulates spikes and
     synaptic operations for the energy models; ``head_function`` computes the integer heads."""
