@@ -1,4 +1,4 @@
-"""golden command line: the integer models, SI-exp training, accuracy measurements, plots.
+"""golden command line: integer models, SI-exp training, measurements, plots, ViT conversion.
 
     python -m golden neuron if --x 0.3 --T 8
     python -m golden neuron mt --x 1.4 --T 6 --lambda-pos 1 --lambda-neg 1 --levels 3 --json
@@ -36,6 +36,15 @@ def _inputs(args, fmt: Format) -> tuple[torch.Tensor, torch.Tensor]:
     return real, fmt.quantise(real)
 
 
+def _print(result: dict, as_json: bool, key_width: int) -> None:
+    """A result as JSON, or as aligned ``key: value`` lines."""
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return
+    for key, value in result.items():
+        print(f"{key:>{key_width}}: {value}")
+
+
 def _neuron(args):
     fmt = Format(args.width, args.frac)
     real, x = _inputs(args, fmt)
@@ -64,11 +73,7 @@ def _neuron(args):
         "decoded_mean": float(values.sum() / args.T),
         "input_mean": float(real.mean()),
     }
-    if args.json:
-        print(json.dumps(result, indent=2))
-        return
-    for key, value in result.items():
-        print(f"{key:>16}: {value}")
+    _print(result, args.json, 16)
 
 
 def _si_exp_fit(args):
@@ -98,11 +103,7 @@ def _si_exp_eval(args):
     result = evaluate_table(table, args.points)
     result["input_format"], result["output_format"] = str(table.input_format), \
         str(table.output_format)
-    if args.json:
-        print(json.dumps(result, indent=2))
-        return
-    for key, value in result.items():
-        print(f"{key:>14}: {value}")
+    _print(result, args.json, 14)
 
 
 def _softmax_eval(args):
