@@ -5,6 +5,7 @@
     python -m hwgen report if --device up5k
     python -m hwgen boards
     python -m hwgen build [--board icebreaker] [--design if-selftest] [--out DIR]
+    python -m hwgen energy attention --param head=digits [--measure] [--json FILE]
 """
 
 from __future__ import annotations
@@ -72,6 +73,31 @@ def _build(args):
     print(json.dumps(result, indent=2))
 
 
+def _energy(args):
+    from .energy import ENERGY_CORES, energy_table, format_markdown, measure_head
+    if args.core not in ENERGY_CORES:
+        raise ValueError(f"energy: core must be one of {', '.join(ENERGY_CORES)} (the cores "
+                         f"with an energy model), not {args.core!r}")
+    core = _make(args)
+    measurement, cycles = None, None
+    if args.measure:
+        print("energy: running one head in the Amaranth simulator", file=sys.stderr, flush=True)
+        measurement = measure_head(core, density=args.density, seed=args.seed)
+        if not measurement["outputs_match"]:
+            raise SystemExit("error: the core's outputs differ from "
+                             "golden.attention.attention_head in the measurement run")
+        gaps = measurement["cycles_per_step"]
+        cycles = sum(gaps) / len(gaps) if gaps else None
+    table = energy_table(core, cycles, density=args.density, seed=args.seed)
+    if measurement is not None:
+        table["measurement"] = measurement
+    params = " ".join(args.param)
+    print(format_markdown(table, title=f"{args.core} {params}".strip()), end="")
+    if args.json:
+        Path(args.json).write_text(json.dumps(table, indent=2) + "\n")
+        print(f"\nwrote {args.json}", file=sys.stderr)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m hwgen", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -105,6 +131,19 @@ def parser() -> argparse.ArgumentParser:
     q.add_argument("--out", help="output folder (default: build/BOARD-DESIGN)")
     q.add_argument("--seed", type=int, default=1, help="placer seed (default: 1)")
     q.set_defaults(run=_build)
+
+    q = sub.add_parser("energy", help="energy per head-step of the attention core beside the "
+                                      "ANN, SIT and ECMT op-count models (markdown, JSON)")
+    core_args(q)
+    q.add_argument("--density", type=float, default=0.5,
+                   help="fire probability of the random codes the SIT and ECMT models count "
+                        "(default: 0.5)")
+    q.add_argument("--seed", type=int, default=0, help="seed of the random codes (default: 0)")
+    q.add_argument("--measure", action="store_true",
+                   help="measure the cycles per step by running one head in the Amaranth "
+                        "simulator (seconds for the default head, about 30 s for digits)")
+    q.add_argument("--json", metavar="FILE", help="also write the table as JSON to FILE")
+    q.set_defaults(run=_energy)
     return p
 
 

@@ -20,6 +20,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from amaranth import Elaboratable, Module, Signal
 from amaranth.lib import io
@@ -30,7 +31,8 @@ from golden.fixed import check_int
 
 from .cores import core_parameters, make_core
 from .report import ToolError, log_tail
-from .selftest import SelfTest, neuron_selftest_vectors
+from .selftest import (SelfTest, SelfTestVectors, attention_selftest_vectors,
+                       neuron_selftest_vectors, sample_beats)
 
 __all__ = ["DESIGNS", "BoardTop", "Design", "build", "get_design"]
 
@@ -41,15 +43,27 @@ NEXTPNR_REPORT = "nextpnr_report.json"
 @dataclass(frozen=True)
 class Design:
     """A buildable design: core ``core`` (a key of :data:`hwgen.cores.CORES`) with ``params``
-    (the rest at their defaults), self-tested on ``samples`` random samples plus the edge samples
-    of :func:`hwgen.selftest.neuron_selftest_vectors`, drawn with ``vector_seed``."""
+    (the rest at their defaults), self-tested on the vectors ``vectors(core, samples,
+    vector_seed)`` returns: for the neuron populations
+    :func:`~hwgen.selftest.neuron_selftest_vectors` (``samples`` random samples after the edge
+    samples), for the attention head :func:`~hwgen.selftest.attention_selftest_vectors`
+    (``samples`` random heads after the edge head)."""
 
     name: str
     core: str
     params: dict = field(default_factory=dict)
     samples: int = 1
     vector_seed: int = 1
+    vectors: Callable[[object, int, int], SelfTestVectors] = neuron_selftest_vectors
     description: str = ""
+
+    def make_core(self):
+        """A fresh instance of the design's core."""
+        return make_core(self.core, self.params)
+
+    def make_vectors(self, core) -> SelfTestVectors:
+        """The self-test vectors of ``core`` (an instance from :meth:`make_core`)."""
+        return self.vectors(core, self.samples, self.vector_seed)
 
 
 #: Design name -> :class:`Design`. The first entry is the default.
@@ -58,6 +72,11 @@ DESIGNS: dict[str, Design] = {d.name: d for d in [
            description="IF population at its default parameters, self-tested on LEDs"),
     Design("mt-selftest", "mt",
            description="MT population at its default parameters, self-tested on LEDs"),
+    # Four random heads of 1/4 to full density after the edge head: 80 beats per pass, so each
+    # ROM fits the block RAMs of one 256-word depth (iCE40: 4 of 61 bits, 2 of 21 bits).
+    Design("attention", "attention", samples=4, vectors=attention_selftest_vectors,
+           description="attention head, the default head (4 tokens, head_dim 4, T = 4, 4 "
+                       "levels), lanes = 1, self-tested on LEDs"),
 ]}
 
 
@@ -142,9 +161,10 @@ def build(board: str = "icebreaker", design: str = "if-selftest",
     dict
         The contents of ``report.json``: ``board``, ``device``, ``design``, ``core`` (registry
         name, class, every parameter value, latency, throughput), ``vectors`` (input beats per
-        pass, samples, seed), ``utilisation`` (per nextpnr bel type, ``{"used", "available"}``),
-        ``fmax_mhz`` (achieved, slowest clock), ``clock_mhz`` (the board clock, which is the
-        constraint), ``meets_clock``, ``bitstream`` (``file`` name in ``out_dir``, ``bytes``),
+        pass; samples: the edge and random samples, or heads for the attention head; seed),
+        ``utilisation`` (per nextpnr bel type, ``{"used", "available"}``), ``fmax_mhz``
+        (achieved, slowest clock), ``clock_mhz`` (the board clock, which is the constraint),
+        ``meets_clock``, ``bitstream`` (``file`` name in ``out_dir``, ``bytes``),
         ``seed``, ``out_dir`` and ``elapsed_s`` (wall time of the whole call).
     """
     start = time.monotonic()
@@ -153,11 +173,11 @@ def build(board: str = "icebreaker", design: str = "if-selftest",
     check_int("seed", seed, minimum=0, maximum=(1 << 31) - 1)
     out_dir = Path("build") / f"{target.name}-{spec.name}" if out_dir is None else Path(out_dir)
 
-    core = make_core(spec.core, spec.params)
-    vectors = neuron_selftest_vectors(core, samples=spec.samples, seed=spec.vector_seed)
+    core = spec.make_core()
+    vectors = spec.make_vectors(core)
     params = {p.name: p.default for p in core_parameters(spec.core)}
     params.update(spec.params)
-    beats_per_sample = core.config.time_steps * core.neurons
+    beats_per_sample = sample_beats(core)
     _progress(f"{target.name}/{spec.name}: {type(core).__name__} {params}, "
               f"{len(vectors.inputs)} vectors ({len(vectors.inputs) // beats_per_sample} "
               f"samples)")

@@ -1,12 +1,13 @@
-"""On-chip self-test of a neuron core against golden vectors stored in ROM.
+"""On-chip self-test of a core against golden vectors stored in ROM.
 
 :class:`SelfTest` feeds a core from a ROM of input beats, checks every output beat against a ROM
 of expected beats, and loops over the vector set forever, with pseudo-random gaps on the input
 stream and pseudo-random back-pressure on the output stream, so a board top can show on LEDs
 that the core, as placed and routed, computes what the golden model computes.
 
-:func:`neuron_selftest_vectors` builds the ROM contents for an IF or MT population from the
-golden model at build time, with a fixed seed.
+:func:`neuron_selftest_vectors` (IF or MT population) and :func:`attention_selftest_vectors`
+(attention head) build the ROM contents from the golden model at build time, with a fixed seed;
+:func:`sample_beats` says how many input beats one sample of a core takes.
 """
 
 from __future__ import annotations
@@ -18,12 +19,15 @@ from amaranth import Cat, Module, Mux, Shape, Signal, Value, unsigned
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import Out
 
+from golden.attention import attention_head
 from golden.fixed import check_int
 from golden.stimulus import edge_sequences, pack_sequences, random_samples
 
+from .cores.attention import AttentionHead
 from .cores.population import NeuronPopulation
 
-__all__ = ["SelfTest", "SelfTestVectors", "neuron_selftest_vectors"]
+__all__ = ["SelfTest", "SelfTestVectors", "attention_selftest_vectors", "neuron_selftest_vectors",
+           "random_codes", "sample_beats"]
 
 
 def _lfsr(m: Module, name: str, taps: tuple[int, ...], seed: int) -> Signal:
@@ -45,7 +49,9 @@ class SelfTest(wiring.Component):
     of the expected ROM must be the n-th output beat the core produces when fed the input ROM
     from its start; when a ROM is exhausted it restarts from entry 0, so the input set must leave
     the core ready to start over (for the neuron populations: whole samples, every sweep
-    complete).
+    complete; for the attention head: whole heads, each starting with ``first = 1``). Output
+    ports of the core other than ``o`` (such as the attention head's ``overrun``) are left
+    unconnected: the check is on the ``o`` beats alone.
 
     Stimulus: ``i.valid`` is offered in about 3 of 4 cycles (a 16-bit LFSR) and, once high,
     held with the same payload until the core takes the beat. Back-pressure: ``o.ready`` is high
@@ -190,3 +196,77 @@ def neuron_selftest_vectors(core, samples: int = 1, seed: int = 1) -> SelfTestVe
         inputs += [in_layout.const(beat).as_value().value for beat in core.input_beats(x)]
         expected += [out_layout.const(out).as_value().value for out in core.reference_outputs(x)]
     return SelfTestVectors(inputs, expected)
+
+
+#: Fire probabilities of the random heads of :func:`attention_selftest_vectors`, in turn.
+ATTENTION_DENSITIES = (0.25, 0.5, 0.75, 1.0)
+
+
+def attention_selftest_vectors(core, heads: int = 4, seed: int = 1) -> SelfTestVectors:
+    """Golden input and output beats for an attention head core
+    (:class:`~hwgen.cores.attention.AttentionHead`).
+
+    The set is an edge head followed by ``heads`` random heads, every head ``time_steps`` steps
+    long. In the edge head every code of q, k and v is the largest magnitude ``2**(levels - 1)``
+    with the sign whose λ is larger (positive on a tie), so the running sums and both products
+    reach the largest magnitudes the core's widths are derived for. The random heads draw each
+    code independently: it fires (is nonzero) with the probability
+    ``ATTENTION_DENSITIES[h % 4]`` (1/4, 1/2, 3/4, 1 in turn), with a uniform sign and a
+    uniform level ``k < levels``; all from a generator seeded with ``seed``.
+
+    Beats are in the core's stream order: per step, one beat per token with that token's
+    ``head_dim`` codes of q, k and v, and ``first = 1`` on the beats of a head's first step.
+    The expected beats are :func:`golden.attention.attention_head`'s output codes, one beat per
+    token per step, ``last = 1`` on token ``tokens - 1``. Both are packed as unsigned integers in
+    the core's payload layouts (the default head: 61 bits in, 21 out; 16 beats per head).
+    """
+    if not isinstance(core, AttentionHead):
+        raise TypeError(f"core must be an attention head core, not {core!r}")
+    check_int("heads", heads, minimum=0, maximum=1 << 12)
+    check_int("seed", seed, minimum=0)
+    cfg = core.config
+    T, n, d, L = cfg.time_steps, cfg.tokens, cfg.head_dim, cfg.levels
+    shape = (T, n, d)
+    top = 1 << (L - 1)
+
+    def largest(exponents):
+        ep, en = exponents
+        return torch.full(shape, top if ep >= en else -top, dtype=torch.int64)
+
+    sets = [tuple(largest(e) for e in (cfg.q_exponents, cfg.k_exponents, cfg.v_exponents))]
+    generator = torch.Generator().manual_seed(seed)
+    for h in range(heads):
+        density = ATTENTION_DENSITIES[h % len(ATTENTION_DENSITIES)]
+        sets.append(tuple(random_codes(shape, L, density, generator) for _ in range(3)))
+
+    in_layout, out_layout = core.i.payload.shape(), core.o.payload.shape()
+    inputs, expected = [], []
+    for q, k, v in sets:
+        out = attention_head(q, k, v, cfg).out
+        for t in range(T):
+            for token in range(n):
+                beat = {"q": q[t, token].tolist(), "k": k[t, token].tolist(),
+                        "v": v[t, token].tolist(), "first": int(t == 0)}
+                inputs.append(in_layout.const(beat).as_value().value)
+                expected.append(out_layout.const({"out": out[t, token].tolist(),
+                                                  "last": int(token == n - 1)}).as_value().value)
+    return SelfTestVectors(inputs, expected)
+
+
+def random_codes(shape, levels: int, density: float, generator: torch.Generator) -> torch.Tensor:
+    """Random MT codes (int64, ``shape``): each nonzero with probability ``density`` (0 to 1),
+    then ``±2**k`` with a uniform sign and a uniform ``k < levels``."""
+    fires = torch.rand(shape, generator=generator) < density
+    sign = torch.where(torch.rand(shape, generator=generator) < 0.5, -1, 1)
+    k = torch.randint(0, levels, shape, generator=generator)
+    return torch.where(fires, sign * (1 << k), 0)
+
+
+def sample_beats(core) -> int:
+    """Input beats of one sample of ``core``: ``time_steps`` steps of one beat per neuron
+    (neuron populations) or per token (attention head)."""
+    if isinstance(core, NeuronPopulation):
+        return core.config.time_steps * core.neurons
+    if isinstance(core, AttentionHead):
+        return core.config.time_steps * core.config.tokens
+    raise TypeError(f"core must be a neuron population or an attention head core, not {core!r}")

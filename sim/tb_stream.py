@@ -2,7 +2,9 @@
 
 The design has ports ``clk``, ``rst`` (synchronous, active high), ``i__valid/ready/payload``
 and ``o__valid/ready/payload`` (Amaranth's names for stream ports ``i`` and ``o``). The plan
-(JSON file ``$HWGEN_PLAN``) is a list of segments, run in order::
+(JSON file ``$HWGEN_PLAN``) is ``{"segments": [...], "hdl_clock": bool}``; with ``hdl_clock``
+the design drives its own 10 ns clock (:func:`sim.runner.verilator_model` with
+``hdl_clock=True``), otherwise the testbench does. The segments run in order::
 
     {"inputs": [int, ...],        # packed input payloads
      "outputs": int,              # how many output beats to wait for
@@ -10,12 +12,25 @@ and ``o__valid/ready/payload`` (Amaranth's names for stream ports ``i`` and ``o`
      "ready_prob": float,         # chance per cycle that the consumer is ready
      "seed": int,                 # seed of the stall pattern
      "reset_after": int | null,   # assert reset once this many inputs were accepted
-     "max_cycles": int}           # give up (fail) after this many cycles
+     "max_cycles": int,           # give up (fail) after this many cycles
+     # optional (absent = false):
+     "reset_at_end": bool,        # assert reset once the segment is done (all in, all out)
+     "skip_idle": bool,           # sleep through cycles where nothing can happen (below)
+     "record_cycles": bool}       # also return the cycle of every input and output transfer
 
 Stream rules are honoured: once ``valid`` is raised it stays up, payload unchanged, until the
 transfer. A reset lasts two cycles with ``valid`` and ``ready`` low. Results (``$HWGEN_RESULTS``)
 per segment: the output words, inputs accepted, cycles used, and the cycles of the first and
-last input transfers and of the last output transfer (counted from the segment's start).
+last input transfers and of the last output transfer (counted from the segment's start); with
+``record_cycles`` also ``accept_cycles`` and ``output_cycles`` (every transfer).
+
+``skip_idle``: a core that computes for thousands of cycles between transfers (the attention
+head) would cost the testbench a Python round trip per cycle. When a cycle ends with
+``o.valid`` low and either a presented beat not taken (``i.ready`` low) or no beat left to send,
+nothing can happen until ``o.valid`` (or, for a waiting beat, ``i.ready``) rises: the testbench
+then waits for that edge (or the cycle budget) instead of every clock edge; ``o.ready`` keeps
+its last random value meanwhile.
+Cycle numbers are then taken from the simulation time, so they are the same as without it.
 """
 
 import json
@@ -24,7 +39,10 @@ import random
 
 import cocotb
 from cocotb.clock import Clock
-from cocotb.triggers import ReadOnly, RisingEdge
+from cocotb.triggers import First, ReadOnly, RisingEdge, Timer
+from cocotb.utils import get_sim_steps, get_sim_time
+
+PERIOD_NS = 10
 
 
 async def _reset(dut):
@@ -39,53 +57,95 @@ async def _reset(dut):
 async def _run_segment(dut, segment):
     rng = random.Random(segment["seed"])
     inputs, wanted = segment["inputs"], segment["outputs"]
+    n_inputs = len(inputs)
     reset_after = segment.get("reset_after")
+    max_cycles = segment["max_cycles"]
+    skip_idle = segment.get("skip_idle", False)
+    record = segment.get("record_cycles", False)
     p_valid, p_ready = segment["valid_prob"], segment["ready_prob"]
     i_valid, i_ready, i_payload = dut.i__valid, dut.i__ready, dut.i__payload
     o_valid, o_ready, o_payload = dut.o__valid, dut.o__ready, dut.o__payload
+    clock_edge, settled = RisingEdge(dut.clk), ReadOnly()
+    period = get_sim_steps(PERIOD_NS, "ns")
     sent, outputs = 0, []
+    accept_cycles, output_cycles = [], []
     first_accept = last_accept = last_output = None
     presenting = False
+    valid_driven = ready_driven = None  # what the ports hold: write only on a change
     cycle = 0
+    start = None
+    wake = False  # resumed by a skip: already at the clock edge of cycle `cycle`
     while True:
-        await RisingEdge(dut.clk)
+        if not wake:
+            await clock_edge
+        wake = False
+        if start is None:
+            start = get_sim_time("step")
         if reset_after is not None and sent >= reset_after:
             break
-        if sent >= len(inputs) and len(outputs) >= wanted:
+        if sent >= n_inputs and len(outputs) >= wanted:
             break
-        if cycle >= segment["max_cycles"]:
-            raise AssertionError(f"timeout after {cycle} cycles: {sent}/{len(inputs)} inputs "
+        if cycle >= max_cycles:
+            raise AssertionError(f"timeout after {cycle} cycles: {sent}/{n_inputs} inputs "
                                  f"accepted, {len(outputs)}/{wanted} outputs")
-        if not presenting and sent < len(inputs) and rng.random() < p_valid:
+        if not presenting and sent < n_inputs and rng.random() < p_valid:
             presenting = True
             i_payload.value = inputs[sent]
-        i_valid.value = presenting
-        o_ready.value = rng.random() < p_ready
-        await ReadOnly()
+        if presenting != valid_driven:
+            i_valid.value = valid_driven = presenting
+        ready = rng.random() < p_ready
+        if ready != ready_driven:
+            o_ready.value = ready_driven = ready
+        await settled
+        out_valid = o_valid.value
         if presenting and i_ready.value:
             first_accept = cycle if first_accept is None else first_accept
             last_accept = cycle
+            if record:
+                accept_cycles.append(cycle)
             sent += 1
             presenting = False
-        if o_valid.value and o_ready.value:
+        if out_valid and ready:
             outputs.append(int(o_payload.value))
             last_output = cycle
+            if record:
+                output_cycles.append(cycle)
         cycle += 1
+        if (skip_idle and not out_valid and (presenting or sent >= n_inputs)
+                and not (reset_after is not None and sent >= reset_after)
+                and not (sent >= n_inputs and len(outputs) >= wanted)):
+            # A beat waits with i.ready low (presenting is still set), or there is none left,
+            # and o.valid is low: nothing can happen until the core raises i.ready (if a beat
+            # waits) or o.valid; both move only on a clock edge while our inputs hold still.
+            # Sleep until then, or until the cycle budget runs out.
+            budget = Timer(max(1, max_cycles - cycle + 1) * period, "step")
+            edges = (RisingEdge(o_valid), RisingEdge(i_ready)) if presenting else \
+                (RisingEdge(o_valid),)
+            fired = await First(*edges, budget)
+            if fired is budget:
+                raise AssertionError(f"timeout after {max_cycles} cycles: {sent}/{n_inputs} "
+                                     f"inputs accepted, {len(outputs)}/{wanted} outputs")
+            cycle = (get_sim_time("step") - start) // period
+            wake = True
     i_valid.value = 0
     o_ready.value = 0
-    if reset_after is not None:
+    if reset_after is not None or segment.get("reset_at_end", False):
         await _reset(dut)
-    return {"outputs": outputs, "accepted": sent, "cycles": cycle,
-            "first_accept_cycle": first_accept, "last_accept_cycle": last_accept,
-            "last_output_cycle": last_output}
+    result = {"outputs": outputs, "accepted": sent, "cycles": cycle,
+              "first_accept_cycle": first_accept, "last_accept_cycle": last_accept,
+              "last_output_cycle": last_output}
+    if record:
+        result.update(accept_cycles=accept_cycles, output_cycles=output_cycles)
+    return result
 
 
 @cocotb.test()
 async def run_plan(dut):
     with open(os.environ["HWGEN_PLAN"]) as handle:
-        segments = json.load(handle)["segments"]
-    cocotb.start_soon(Clock(dut.clk, 10, units="ns").start())
+        plan = json.load(handle)
+    if not plan.get("hdl_clock", False):
+        cocotb.start_soon(Clock(dut.clk, PERIOD_NS, units="ns").start())
     await _reset(dut)
-    results = [await _run_segment(dut, segment) for segment in segments]
+    results = [await _run_segment(dut, segment) for segment in plan["segments"]]
     with open(os.environ["HWGEN_RESULTS"], "w") as handle:
         json.dump({"segments": results}, handle)

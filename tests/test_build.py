@@ -11,8 +11,7 @@ from amaranth.sim import Simulator
 
 import boards
 from hwgen.build import DESIGNS, build, get_design
-from hwgen.cores import make_core
-from hwgen.selftest import SelfTest, neuron_selftest_vectors
+from hwgen.selftest import SelfTest, attention_selftest_vectors, neuron_selftest_vectors
 
 
 def test_unknown_board_and_design():
@@ -20,7 +19,7 @@ def test_unknown_board_and_design():
                                          r"ulx3s-85f, ulx3s-25f, orangecrab-25f$"):
         build("icebreakr")
     with pytest.raises(ValueError, match=r"^unknown design 'lif-selftest'; known designs: "
-                                         r"if-selftest, mt-selftest$"):
+                                         r"if-selftest, mt-selftest, attention$"):
         build("icebreaker", "lif-selftest")
     with pytest.raises(ValueError, match=r"^unknown board 'nope'; known boards: "):
         boards.get_board("nope")
@@ -53,10 +52,11 @@ def test_boards_does_not_import_hwgen():
 def test_design_selftest_passes_in_simulation(design):
     # The exact self-test that goes into the bitstream, through one pass over its vectors.
     spec = get_design(design)
-    core = make_core(spec.core, spec.params)
-    dut = SelfTest(core, *neuron_selftest_vectors(core, samples=spec.samples,
-                                                  seed=spec.vector_seed))
-    cycles = 4 * dut.vectors
+    core = spec.make_core()
+    dut = SelfTest(core, *spec.make_vectors(core))
+    # Each side moves a beat in about 3 of 4 cycles: a pass takes about 16/9 of the stall-free
+    # time, vectors / throughput.
+    cycles = round(4 * dut.vectors / core.throughput)
     state = {}
 
     async def testbench(ctx):
@@ -72,6 +72,16 @@ def test_design_selftest_passes_in_simulation(design):
     sim.add_testbench(testbench)
     sim.run()
     assert state == {"passes": 1, "passed": 1, "failed": 0}, f"{design} after {cycles} cycles"
+
+
+def test_designs_use_their_cores_vectors():
+    for name, vectors in [("if-selftest", neuron_selftest_vectors),
+                          ("mt-selftest", neuron_selftest_vectors),
+                          ("attention", attention_selftest_vectors)]:
+        spec = get_design(name)
+        assert spec.vectors is vectors
+        core = spec.make_core()
+        assert spec.make_vectors(core) == vectors(core, spec.samples, spec.vector_seed)
 
 
 @pytest.mark.slow
@@ -91,3 +101,18 @@ def test_build_icebreaker(tmp_path):
     assert report["bitstream"]["file"] == "top.bin"
     bitstream = tmp_path / "top.bin"
     assert bitstream.is_file() and bitstream.stat().st_size == report["bitstream"]["bytes"] > 0
+
+
+@pytest.mark.slow
+def test_build_icebreaker_attention(tmp_path):
+    report = build("icebreaker", "attention", tmp_path)
+    assert report["design"] == "attention" and report["core"]["class"] == "AttentionHead"
+    assert report["core"]["parameters"] == {"lanes": 1, "head": "default"}
+    # The edge head and four random heads of T = 4 steps of 4 tokens.
+    assert report["vectors"] == {"input_beats": 80, "samples": 5, "seed": 1}
+    for bel in ("ICESTORM_LC", "ICESTORM_RAM"):
+        used = report["utilisation"][bel]
+        assert 0 < used["used"] <= used["available"], bel
+    assert report["utilisation"]["ICESTORM_DSP"]["used"] == 0  # no multipliers
+    assert report["meets_clock"] == (report["fmax_mhz"] >= 12.0)
+    assert (tmp_path / "top.bin").stat().st_size == report["bitstream"]["bytes"] > 0

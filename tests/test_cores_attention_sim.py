@@ -11,6 +11,7 @@ from amaranth.sim import Simulator
 
 from golden.attention import HeadConfig, attention_head
 from golden.si_exp import shipped_table
+from sim.softmax_check import make_test_table
 from hwgen.cores import core_parameters, make_core, parse_params
 from hwgen.cores.attention import AttentionHead, default_head_config
 
@@ -116,6 +117,8 @@ CONFIGS = {
     "n3d4L3_lanes2": (config(tokens=3, time_steps=5, score_scale=1.0), 2),
     "n2d3L4_lanes2": (config(tokens=2, head_dim=3, levels=4, rounding="floor",
                              out_exponents=(-1, -2)), 2),
+    # max(K, log2 N + 1) = 4 <= ceil(d / lanes): the softmax is the iterative variant.
+    "n5d4K3N8_iterative": (config(tokens=5, table=make_test_table(3, -8.0, 0.0), N=8), 1),
 }
 
 
@@ -151,7 +154,7 @@ def test_saturating_codes():
     assert got == expected(cfg, heads)
 
 
-@pytest.mark.parametrize("name", ["n4d4L3", "n3d4L3_lanes2"])
+@pytest.mark.parametrize("name", list(CONFIGS))
 def test_cycles_per_step(name):
     """Without stalls, a step takes exactly step_cycles() cycles, input to input."""
     cfg, lanes = CONFIGS[name]
@@ -163,10 +166,12 @@ def test_cycles_per_step(name):
     n = cfg.tokens
     firsts = accepts[::n]
     assert [b - a for a, b in zip(firsts, firsts[1:])] == [core.step_cycles()] * (len(firsts) - 1)
-    assert outputs[0] - accepts[0] == core.latency
+    assert outputs[n - 1] - accepts[0] == core.latency
     assert core.throughput == n / core.step_cycles()
-    # Each step's n input beats are taken on n consecutive cycles.
-    assert all(accepts[s * n + n - 1] - accepts[s * n] == n - 1 for s in range(len(firsts)))
+    # Each step's n input beats are taken one per ceil(d / lanes) cycles.
+    chunks = -(-cfg.head_dim // lanes)
+    assert all(accepts[s * n + n - 1] - accepts[s * n] == (n - 1) * chunks
+               for s in range(len(firsts)))
 
 
 def test_widths_cover_the_golden_intermediates():
@@ -200,8 +205,12 @@ def test_rejects_non_config():
 
 def test_registry():
     """Registered as "attention": the CLI sets lanes; the head itself is the default config."""
-    assert [p.name for p in core_parameters("attention")] == ["lanes"]
+    assert [p.name for p in core_parameters("attention")] == ["lanes", "head"]
     assert all(p.doc for p in core_parameters("attention"))
     core = make_core("attention", parse_params("attention", ["lanes=2"]))
     assert core.lanes == 2 and core.config == default_head_config()
     assert core.config.table == shipped_table(12, -8.0, 0.0)
+    digits = make_core("attention", parse_params("attention", ["head=digits"]))
+    assert (digits.config.tokens, digits.config.head_dim, digits.config.levels) == (16, 16, 8)
+    with pytest.raises(ValueError, match=r"^head must be one of default, digits, not 'vit'$"):
+        AttentionHead(head="vit")

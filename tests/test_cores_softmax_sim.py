@@ -172,14 +172,15 @@ def test_si_exp_widths_come_from_the_table():
 
 # -- SI-norm ---------------------------------------------------------------------------------
 
+@pytest.mark.parametrize("variant", ["pipelined", "iterative"])
 @pytest.mark.parametrize("rounding", ["floor", "round"])
 @pytest.mark.parametrize("e_width, n_max, N", [(4, 4, 1), (4, 4, 2), (4, 4, 4), (4, 4, 8),
                                                (2, 2, 16), (2, 1, 256)])
-def test_si_norm_equals_spiking_definition_exhaustively(e_width, n_max, N, rounding):
+def test_si_norm_equals_spiking_definition_exhaustively(e_width, n_max, N, rounding, variant):
     """Every (e, vth) with e <= vth (4-bit e and 6-bit vth for n_max = 4; also N larger than
     vth's range) against the N-step spiking neuron of golden.si_norm (a row [e, vth - e] has
     threshold vth)."""
-    core = SINorm(e_width=e_width, n_max=n_max, N=N, rounding=rounding)
+    core = SINorm(e_width=e_width, n_max=n_max, N=N, rounding=rounding, variant=variant)
     e_max = (1 << e_width) - 1
     pairs = [(e, v) for v in range(1 << core.vth_width) for e in range(min(v, e_max) + 1)]
     rows = torch.tensor([[e, v - e] for e, v in pairs])
@@ -189,9 +190,10 @@ def test_si_norm_equals_spiking_definition_exhaustively(e_width, n_max, N, round
     assert [o["c"] for o in core.reference_outputs(*zip(*pairs))] == want
 
 
+@pytest.mark.parametrize("variant", ["pipelined", "iterative"])
 @pytest.mark.parametrize("rounding", ["floor", "round"])
-def test_si_norm_stalls_tags_and_latency(rounding):
-    core = SINorm(e_width=8, n_max=16, N=64, rounding=rounding, tag_width=2)
+def test_si_norm_stalls_tags_and_latency(rounding, variant):
+    core = SINorm(e_width=8, n_max=16, N=64, rounding=rounding, tag_width=2, variant=variant)
     rng = random.Random(1)
     pairs = []
     for _ in range(300):
@@ -201,10 +203,13 @@ def test_si_norm_stalls_tags_and_latency(rounding):
     got, _, _ = run_stream(core, beats, valid_prob=0.7, ready_prob=0.5, seed=3)
     assert strip_tag(got) == core.reference_outputs(*zip(*pairs))
     assert [o["tag"] for o in got] == [b["tag"] for b in beats]
-    got, accepts, outputs = run_stream(SINorm(e_width=8, n_max=16, N=64, rounding=rounding),
-                                       [{"e": e, "vth": v} for e, v in pairs[:20]])
+    got, accepts, outputs = run_stream(
+        SINorm(e_width=8, n_max=16, N=64, rounding=rounding, variant=variant),
+        [{"e": e, "vth": v} for e, v in pairs[:20]])
     assert outputs[0] - accepts[0] == core.latency == 8
-    assert accepts == list(range(accepts[0], accepts[0] + 20))
+    interval = 1 if variant == "pipelined" else 7  # q + 1
+    assert accepts == list(range(accepts[0], accepts[0] + 20 * interval, interval))
+    assert core.throughput == 1 / interval
 
 
 def test_si_norm_widths():
@@ -372,9 +377,10 @@ def test_registry():
     assert [p.name for p in core_parameters("si_exp")] == ["K", "lo", "hi", "variant", "table",
                                                            "tag_width"]
     assert [p.name for p in core_parameters("si_norm")] == ["e_width", "n_max", "N", "rounding",
-                                                            "tag_width"]
+                                                            "tag_width", "variant"]
     assert [p.name for p in core_parameters("softmax")] == [
-        "n_max", "K", "lo", "hi", "table", "N", "subtract_max", "rounding"]
+        "n_max", "K", "lo", "hi", "table", "N", "subtract_max", "rounding", "variant",
+        "x_width"]
     assert all(p.doc for name in ("si_exp", "si_norm", "softmax")
                for p in core_parameters(name))
     assert parse_params("softmax", ["subtract_max=false", "N=0x100", "rounding=floor"]) == \

@@ -5,12 +5,16 @@
 """
 
 import pytest
+import torch
 from amaranth import Value
 from amaranth.sim import Simulator
 
+from golden.attention import attention_head
+from hwgen.cores.attention import AttentionHead
 from hwgen.cores.if_neuron import IFPopulation
 from hwgen.cores.mt_neuron import MTPopulation
-from hwgen.selftest import SelfTest, neuron_selftest_vectors
+from hwgen.selftest import (ATTENTION_DENSITIES, SelfTest, attention_selftest_vectors,
+                            neuron_selftest_vectors, sample_beats)
 
 IF_SMALL = (IFPopulation, dict(neurons=4, width=6, threshold=20, time_steps=4))
 # Two neurons: the MT core (3-stage recurrence) then inserts bubbles, which the test also covers.
@@ -111,3 +115,74 @@ def test_selftest_rejects_bad_vectors():
         SelfTest(core, [0], [0, 2])
     with pytest.raises(TypeError, match=r"^core must be a neuron population core"):
         neuron_selftest_vectors(object())
+
+
+# -- attention head -------------------------------------------------------------------------
+
+def test_attention_selftest_passes():
+    # The default head (the board design's core). Two passes: the second starts over from the
+    # first ROM entry, a new head with first = 1 after a head of T steps.
+    core = AttentionHead()
+    vectors = attention_selftest_vectors(core, heads=2, seed=5)
+    state = run_selftest(SelfTest(core, *vectors), cycles=20000, stop_after_passes=2)
+    assert state["passes"] >= 2, state
+    assert state["passed"] == 1 and state["failed"] == 0 and not state["dropped"], state
+    assert state["gaps"] > 0 and state["stalls"] > 0, state
+
+
+@pytest.mark.parametrize("beat", [0, -1], ids=["first beat", "last beat"])
+def test_attention_selftest_detects_a_wrong_expected_value(beat):
+    # One output code of one beat is wrong (a bit of the first code: the lowest bits).
+    core = AttentionHead()
+    inputs, expected = attention_selftest_vectors(core, heads=2, seed=5)
+    expected[beat] ^= 1 << 1
+    state = run_selftest(SelfTest(core, inputs, expected), cycles=20000, stop_after_passes=1)
+    assert state["passes"] >= 1, state
+    assert state["failed"] == 1 and state["passed"] == 0, state
+
+
+def test_attention_vectors_layout():
+    core = AttentionHead()
+    cfg = core.config
+    T, n, d, top = cfg.time_steps, cfg.tokens, cfg.head_dim, 1 << (cfg.levels - 1)
+    heads = 5
+    inputs, expected = attention_selftest_vectors(core, heads=heads, seed=2)
+    assert len(inputs) == len(expected) == (heads + 1) * T * n == (heads + 1) * sample_beats(core)
+    in_layout, out_layout = core.i.payload.shape(), core.o.payload.shape()
+    beats = [in_layout.from_bits(v) for v in inputs]
+    outs = [out_layout.from_bits(v) for v in expected]
+    assert [b.first for b in beats] == [int(i // n % T == 0) for i in range(len(beats))]
+    assert [o.last for o in outs] == [int(i % n == n - 1) for i in range(len(outs))]
+
+    def head(h, name):
+        rows = [[int(c) for c in getattr(beats[h * T * n + i], name)] for i in range(T * n)]
+        return torch.tensor(rows).reshape(T, n, d)
+
+    # The edge head: the largest magnitude everywhere, with the sign of the larger λ.
+    for name, (ep, en) in (("q", cfg.q_exponents), ("k", cfg.k_exponents),
+                           ("v", cfg.v_exponents)):
+        assert (head(0, name) == (top if ep >= en else -top)).all(), name
+    # The random heads: each one's density, and the expected beats are the golden head's.
+    for h in range(heads + 1):
+        q, k, v = (head(h, name) for name in "qkv")
+        out = attention_head(q, k, v, cfg).out.reshape(T * n, d).tolist()
+        assert [[int(c) for c in o.out] for o in outs[h * T * n:(h + 1) * T * n]] == out
+        if h:
+            density = float((torch.stack([q, k, v]) != 0).double().mean())
+            assert abs(density - ATTENTION_DENSITIES[(h - 1) % 4]) < 0.15, (h, density)
+    # Not vacuous: both signs among the expected codes.
+    codes = [int(c) for o in outs for c in o.out]
+    assert any(c > 0 for c in codes) and any(c < 0 for c in codes)
+
+
+def test_attention_vectors_are_reproducible_and_checked():
+    core = AttentionHead()
+    assert attention_selftest_vectors(core, seed=3) == attention_selftest_vectors(core, seed=3)
+    assert attention_selftest_vectors(core, seed=3) != attention_selftest_vectors(core, seed=4)
+    with pytest.raises(TypeError, match=r"^core must be an attention head core"):
+        attention_selftest_vectors(make_core(*IF_SMALL))
+    with pytest.raises(ValueError, match=r"^heads must be an integer from 0 to 4096, not -1$"):
+        attention_selftest_vectors(core, heads=-1)
+    with pytest.raises(TypeError, match=r"^core must be a neuron population or an attention "
+                                        r"head core"):
+        sample_beats(object())

@@ -32,7 +32,9 @@ from amaranth.utils import ceil_log2
 from golden.fixed import check_int
 from golden.si_norm import ROUNDINGS
 
-__all__ = ["SINorm", "check_norm_parameters"]
+__all__ = ["SINorm", "VARIANTS", "check_norm_parameters"]
+
+VARIANTS = ("pipelined", "iterative")
 
 
 def check_norm_parameters(N: int, rounding: str) -> int:
@@ -64,8 +66,10 @@ class SINorm(wiring.Component):
     beat per input beat, in order. With ``tag_width > 0`` both payloads also carry ``tag``,
     copied from each input beat to its output beat.
 
-    Latency q + 2 cycles (the input stage, then q + 1 divider stages); throughput one beat per
-    cycle.
+    Latency q + 2 cycles (the input stage, then q + 1 divider steps) in both variants.
+    Throughput: "pipelined", q + 1 divider stages, one beat per cycle; "iterative", one
+    divider stage used q + 1 times, one beat every q + 1 cycles (the next beat enters as the
+    last step of the previous one completes).
 
     Parameters
     ----------
@@ -79,10 +83,15 @@ class SINorm(wiring.Component):
         "round" (``v_init = vth // 2``, nearest) or "floor" (``v_init = 0``, the paper's).
     tag_width : int
         Width of an opaque ``tag`` field carried from input to output (0: no tag; 0 to 64).
+    variant : str
+        "pipelined" (one beat per cycle) or "iterative" (one beat per q + 1 cycles, smaller).
     """
 
     def __init__(self, *, e_width: int = 16, n_max: int = 16, N: int = 256,
-                 rounding: str = "round", tag_width: int = 0):
+                 rounding: str = "round", tag_width: int = 0, variant: str = "pipelined"):
+        if variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, not {variant!r}")
+        self._variant = variant
         check_int("e_width", e_width, minimum=1, maximum=48)
         check_int("n_max", n_max, minimum=1, maximum=1 << 16)
         self._q = check_norm_parameters(N, rounding)
@@ -122,9 +131,13 @@ class SINorm(wiring.Component):
         return self._q + 2
 
     @property
+    def variant(self) -> str:
+        return self._variant
+
+    @property
     def throughput(self) -> float:
         """Input beats accepted per cycle when neither side stalls."""
-        return 1.0
+        return 1.0 if self._variant == "pipelined" else 1 / (self._q + 1)
 
     def reference_outputs(self, e, vth) -> list[dict]:
         """Output payloads (without tags) of the closed form for pairs ``e <= vth``."""
@@ -135,8 +148,68 @@ class SINorm(wiring.Component):
             out.append({"c": (self._N * ei + v_init) // vi if vi else 0})
         return out
 
+    def _dividend(self):
+        """``(N·e + v_init, ~vth, vth == 0)`` of the input beat. The low q bits of v_init pass
+        through: N·e has zeros there."""
+        q, vw = self._q, self._vth_width
+        e, vth = self.i.payload.e, self.i.payload.vth
+        offset = Cat(vth >> 1 if self._rounding == "round" else Const(0, vw), Const(0, q))
+        return Cat(offset[:q], e + offset[q:]), ~vth, vth == 0
+
+    def _step(self, window, vth_inv, negative):
+        """One non-restoring step on the ``vw + 1``-bit window of the folded remainder:
+        (difference, flip, new sign)."""
+        vw = self._vth_width
+        # window - vth over vw + 1 bits, as window + ~vth + 1 with the 1 carried in through an
+        # extra low bit: both operands come straight from registers.
+        total = Cat(Const(1), window) + Cat(Const(1), vth_inv, Const(1))
+        difference = total[1:vw + 2]
+        flip = difference[-1]
+        return difference, flip, negative ^ flip
+
+    def _elaborate_iterative(self, m):
+        q, vw = self._q, self._vth_width
+        # The folded remainder is kept shifted so that the window of step k is always at bit q.
+        folded = Signal(vw + q + 1, reset_less=True)
+        negative = Signal(reset_less=True)
+        vth_inv = Signal(vw, reset_less=True)
+        zero = Signal(reset_less=True)
+        tag = Signal(self._tag_width, reset_less=True)
+        quotient = Signal(q + 1, reset_less=True)
+        busy = Signal()
+        step = Signal(range(q + 1))  # k: the step about to run, q down to 0
+        advance = Signal()
+        last = Signal()
+        m.d.comb += [advance.eq(~self.o.valid | self.o.ready), last.eq(busy & (step == 0)),
+                     self.i.ready.eq(~busy | (last & advance))]
+        difference, flip, new_negative = self._step(folded[q:q + vw + 1], vth_inv, negative)
+        bits = Cat(~new_negative, quotient[:q])
+        with m.If(advance):
+            m.d.sync += self.o.valid.eq(0)
+        with m.If(busy & ~last):
+            m.d.sync += [
+                folded.eq(Cat(Const(0, 1), (Cat(folded[:q], difference[:vw])
+                                            ^ flip.replicate(q + vw)))),
+                negative.eq(new_negative), quotient.eq(bits), step.eq(step - 1),
+            ]
+        with m.If(last & advance):
+            # The divider gives all ones for vth = 0; the definition gives 0.
+            m.d.sync += [self.o.valid.eq(1), self.o.payload.c.eq(Mux(zero, 0, bits)),
+                         busy.eq(0)]
+            if self._tag_width:
+                m.d.sync += self.o.payload.tag.eq(tag)
+        with m.If(self.i.valid & self.i.ready):
+            dividend, inv, is_zero = self._dividend()
+            m.d.sync += [folded.eq(dividend), negative.eq(0), vth_inv.eq(inv),
+                         zero.eq(is_zero), quotient.eq(0), step.eq(q), busy.eq(1)]
+            if self._tag_width:
+                m.d.sync += tag.eq(self.i.payload.tag)
+        return m
+
     def elaborate(self, platform):
         m = Module()
+        if self._variant == "iterative":
+            return self._elaborate_iterative(m)
         q, vw = self._q, self._vth_width
         advance = Signal()
         m.d.comb += [
@@ -153,32 +226,18 @@ class SINorm(wiring.Component):
                     Signal(name=f"zero_{name}", reset_less=True),
                     Signal(self._tag_width, name=f"tag_{name}", reset_less=True))
 
-        e, vth = self.i.payload.e, self.i.payload.vth
         # Input stage: the dividend N·e + v_init (below (N + 1)·vth <= 2N·vth when e <= vth).
-        # The low q bits of v_init pass through: N·e has zeros there.
-        offset = Cat(vth >> 1 if self._rounding == "round" else Const(0, vw), Const(0, q))
+        dividend, inv, is_zero = self._dividend()
         valid, folded, negative, vth_inv, zero, tag = stage("input", vw + q + 1)
         with m.If(advance):
-            m.d.sync += [
-                valid.eq(self.i.valid),
-                folded.eq(Cat(offset[:q], e + offset[q:])),
-                negative.eq(0),
-                vth_inv.eq(~vth),
-                zero.eq(vth == 0),
-            ]
+            m.d.sync += [valid.eq(self.i.valid), folded.eq(dividend), negative.eq(0),
+                         vth_inv.eq(inv), zero.eq(is_zero)]
             if self._tag_width:
                 m.d.sync += tag.eq(self.i.payload.tag)
 
         quotient = Const(0, 0)
         for k in range(q, -1, -1):
-            # (folded >> k) - vth over vw + 1 bits, as folded + ~vth + 1 with the 1 carried in
-            # through an extra low bit: both operands come straight from registers.
-            total = Signal(vw + 3, name=f"total_{k}")
-            m.d.comb += total.eq(Cat(Const(1), folded[k:k + vw + 1]) +
-                                 Cat(Const(1), vth_inv, Const(1)))
-            difference = total[1:vw + 2]
-            flip = difference[-1]
-            new_negative = negative ^ flip
+            difference, flip, new_negative = self._step(folded[k:k + vw + 1], vth_inv, negative)
             quotient = Cat(~new_negative, quotient)
             if k == 0:
                 with m.If(advance):

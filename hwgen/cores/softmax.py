@@ -72,8 +72,10 @@ class SpikingSoftmax(wiring.Component):
     cocotb regressions): from the transfer of a row's first score to that of its first count,
     ``2n + K + q + 10`` cycles with max subtraction (the whole row is seen before the first
     exp, and all exps of the row before the first count) and ``n + K + q + 7`` without; rows
-    of n back to back, one row every n cycles (one score per cycle in and out).
-    :meth:`row_latency` gives the formula. Each buffer holds two rows, so a row longer than the
+    of n back to back, one row every n cycles (one score per cycle in and out). The
+    "iterative" variant adds ``(n - 1)·(K - 1)`` to the first count (one exp per K cycles),
+    sends the counts of a row one per ``q + 1`` cycles and takes a row every
+    ``n·max(K, q + 1)`` cycles. :meth:`row_latency` gives the formula. Each buffer holds two rows, so a row longer than the
     rows before it, or a stalled output, can stall the input.
 
     Parameters
@@ -94,11 +96,21 @@ class SpikingSoftmax(wiring.Component):
         Subtract the row maximum before SI-exp (for real logits; needs the row buffer X).
     rounding : str
         SI-norm initial potential: "round" (Vth // 2) or "floor" (0).
+    variant : str
+        "unrolled" (SI-exp unrolled, SI-norm pipelined: one score per cycle) or "iterative"
+        (both iterative, much smaller: one score per K cycles into SI-exp and one count per
+        q + 1 cycles out of SI-norm; for callers that deliver a score every max(K, q + 1)
+        cycles or slower).
+    x_width : int or None
+        Width of the scores ``x`` on ``i`` when they are wider than the table's input format
+        (only with ``subtract_max``: the difference ``x - max`` is taken at this width and
+        then saturated into the format). None takes the format's width.
     """
 
     def __init__(self, *, n_max: int = 16, K: int = 12, lo: float | None = None,
                  hi: float | None = None, table: SIExpTable | str | None = None,
-                 N: int = 256, subtract_max: bool = True, rounding: str = "round"):
+                 N: int = 256, subtract_max: bool = True, rounding: str = "round",
+                 variant: str = "unrolled", x_width: int | None = None):
         check_int("n_max", n_max, minimum=1, maximum=1 << 12)
         if not isinstance(subtract_max, bool):
             raise TypeError(f"subtract_max must be a bool, not {subtract_max!r}")
@@ -107,13 +119,25 @@ class SpikingSoftmax(wiring.Component):
             table = SIExpTable.load(table)
         lo, hi = _default_range(lo, hi, subtract_max, table)
         self._table = resolve_table(K, lo, hi, table)
+        width = self._table.input_format.width
+        if x_width is None:
+            x_width = width
+        elif not subtract_max:
+            raise ValueError(f"x_width is only supported with subtract_max=True (the scores "
+                             f"then enter SI-exp as they are), not x_width={x_width!r}")
+        else:
+            check_int("x_width", x_width, minimum=width, maximum=64)
+        self._x_width = x_width
+        if variant not in ("unrolled", "iterative"):
+            raise ValueError(f"variant must be 'unrolled' or 'iterative', not {variant!r}")
+        self._variant = variant
         self._n_max, self._N = n_max, N
         self._subtract_max, self._rounding = subtract_max, rounding
         output_max = max(0, self._table.output_range[1])
         self._e_width = max(1, output_max.bit_length())
         super().__init__({
             "i": In(stream.Signature(data.StructLayout({
-                "x": signed(self._table.input_format.width), "last": 1}))),
+                "x": signed(self._x_width), "last": 1}))),
             "o": Out(stream.Signature(data.StructLayout({
                 "c": unsigned(self._q + 1), "last": 1, "cut": 1}))),
         })
@@ -137,6 +161,15 @@ class SpikingSoftmax(wiring.Component):
     @property
     def K(self) -> int:
         return self._table.K
+
+    @property
+    def variant(self) -> str:
+        return self._variant
+
+    @property
+    def x_width(self) -> int:
+        """Width of the scores on ``i``."""
+        return self._x_width
 
     @property
     def subtract_max(self) -> bool:
@@ -165,7 +198,9 @@ class SpikingSoftmax(wiring.Component):
         # exps (register slice, SI-exp latency K + 1, the last one written to the E buffer),
         # then read, fetch and the register slice into SI-norm.
         front = n + 3 if self._subtract_max else 0
-        return front + n + self.K + norm + 5
+        # The iterative SI-exp takes K cycles per score instead of one.
+        exp = n * self.K - (self.K - 1) if self._variant == "iterative" else n
+        return front + exp + self.K + norm + 5
 
     @property
     def latency(self) -> int:
@@ -174,8 +209,9 @@ class SpikingSoftmax(wiring.Component):
 
     @property
     def throughput(self) -> float:
-        """Scores accepted per cycle for rows back to back (one row of n per n cycles)."""
-        return 1.0
+        """Scores accepted per cycle for rows back to back (one row of n per n cycles, or per
+        n·max(K, q + 1) cycles for the iterative variant)."""
+        return 1.0 if self._variant == "unrolled" else 1 / max(self.K, self._q + 1)
 
     def elaborate(self, platform):
         m = Module()
@@ -183,10 +219,11 @@ class SpikingSoftmax(wiring.Component):
         width = t.input_format.width
         index_width = max(1, ceil_log2(self._n_max))
         m.submodules.exp = exp = SIExp(K=t.K, lo=t.range[0], hi=t.range[1], table=t,
-                                       variant="unrolled", tag_width=_TAG.size)
+                                       variant=self._variant, tag_width=_TAG.size)
         m.submodules.norm = norm = SINorm(e_width=self._e_width, n_max=self._n_max, N=self._N,
-                                          rounding=self._rounding,
-                                          tag_width=_TAG.size)
+                                          rounding=self._rounding, tag_width=_TAG.size,
+                                          variant="iterative" if self._variant == "iterative"
+                                          else "pipelined")
         # Register slices in front of both pipelines: their ready is a register, so the
         # stall of a pipeline does not travel combinationally into the buffer control.
         m.submodules.exp_slice = exp_in = _RegisterSlice(exp.i.payload.shape())
@@ -219,7 +256,8 @@ class SpikingSoftmax(wiring.Component):
     def _max_stage(self, m, index_width):
         """Row buffer X with running maximum; returns the stream of saturated differences
         (a local ``{valid, ready, payload: {x, tag}}`` bundle) and the input's ready."""
-        width = self._table.input_format.width
+        fmt = self._table.input_format
+        width = self._x_width
         m.submodules.x_buffer = buffer = memory.Memory(
             shape=signed(width), depth=2 << index_width, init=[])
         write, read = buffer.write_port(), buffer.read_port()
@@ -239,8 +277,8 @@ class SpikingSoftmax(wiring.Component):
 
         # Producer: the input stream.
         bank, index = Signal(), Signal(index_width)
-        # Each row starts from the format's minimum, so the first score needs no special case.
-        minimum = self._table.input_format.min_int
+        # Each row starts from the smallest score, so the first score needs no special case.
+        minimum = -(1 << (width - 1))
         running = Signal(max_layout, init={"latest": minimum, "before": minimum})
         x, last = self.i.payload.x, self.i.payload.last
         accept = Signal()
@@ -275,8 +313,12 @@ class SpikingSoftmax(wiring.Component):
         fetched = Signal(signed(width), reset_less=True)
         difference = Signal(signed(width + 1), reset_less=True)
         advance, issue, is_last = Signal(), Signal(), Signal()
-        out = stream.Signature(data.StructLayout({"x": signed(width), "tag": _TAG})).create(
+        out = stream.Signature(data.StructLayout({"x": signed(fmt.width), "tag": _TAG})).create(
             path=("x_read",))
+        # x - max <= 0 fits the format unless the bits above its sign differ from it.
+        top = difference[fmt.width - 1:]
+        below = Signal()
+        m.d.comb += below.eq(~(top.all() | ~top.any()))
         m.d.comb += [
             advance.eq(~valid[2] | out.ready),
             issue.eq(advance & full[r_bank]),
@@ -286,8 +328,7 @@ class SpikingSoftmax(wiring.Component):
             out.valid.eq(valid[2]),
             # x - max <= 0; below the format it saturates to its minimum, which SI-exp
             # clamps to lo like any other value below the range (the golden model's clamp).
-            out.payload.x.eq(Mux(difference[-1] != difference[-2],
-                                 self._table.input_format.min_int, difference)),
+            out.payload.x.eq(Mux(below, fmt.min_int, difference[:fmt.width])),
             out.payload.tag.eq(tag[2]),
         ]
         # x - max as x + ~max + 1, the 1 carried in through an extra low bit: both operands

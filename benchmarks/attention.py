@@ -1,0 +1,75 @@
+"""Benchmark of the attention head core: the digits head on iCE40UP5K and the lanes sweep
+(area vs cycles per step) on ECP5-25F.
+
+    .venv/bin/python benchmarks/attention.py [--out build/benchmarks/attention.json]
+        [--lanes 1 2 4 8 16] [--sweep-device ecp5-25f] [--seeds 1] [--skip-up5k]
+
+Targets (issue 5): the digits ViT's head shape (n = 16, d_h = 16, T = 8, 8 levels) fits the
+iCE40UP5K with Fmax >= 30 MHz and no DSPs; cycles per time step <= 2·n²·d_h / lanes
++ O(n·K + n·log2 N). Cycles per step are the core's exact schedule (``step_cycles()``, equal to
+the Amaranth and Verilator measurements in tests/test_cores_attention_sim.py and
+tests/test_cocotb_attention.py). Area and Fmax come from ``hwgen.report.report_core``: the
+core alone through yosys, and the core inside the out-of-context wrapper through nextpnr (the
+wrapper adds about one flip-flop per port bit: 433 in, 145 out for this head).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def run(lanes: int, device: str, seed: int) -> dict:
+    from hwgen.cores.attention import AttentionHead
+    from hwgen.report import ToolError, report_core
+    core = AttentionHead(head="digits", lanes=lanes)
+    c = core.config
+    n, d = c.tokens, c.head_dim
+    row = {"lanes": lanes, "device": device, "seed": seed, "step_cycles": core.step_cycles(),
+           "target_main_term": 2 * n * n * d // lanes,
+           "target_other_terms": n * c.table.K + n * int(math.log2(c.N))}
+    try:
+        r = report_core(core, device, name="attention_core", seed=seed)
+    except ToolError as failure:
+        row.update(fits=False, error=str(failure).splitlines()[-1])
+        core._MustUse__silence = True
+    else:
+        pnr = r["wrapper_place_and_route"]
+        row.update(fits=True, core_resources=r["core_synthesis"],
+                   wrapper_utilisation=pnr["utilisation"], fmax_mhz=pnr["fmax_mhz"])
+    res = row.get("core_resources", {})
+    print(f"attention digits lanes {lanes:>2} {device:>9}: {row['step_cycles']:>6} cycles/step "
+          f"(2n²d/lanes {row['target_main_term']}); "
+          + (f"Fmax {row['fmax_mhz']:.1f} MHz; LUT {res['luts']} FF {res['flip_flops']} "
+             f"carry {res['carry']} RAM {res['ram_blocks']} DSP {res['dsp']}" if row["fits"]
+             else f"does not place: {row['error']}"), flush=True)
+    return row
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", default=str(REPO / "build" / "benchmarks" / "attention.json"))
+    p.add_argument("--lanes", nargs="+", type=int, default=[1, 2, 4, 8, 16])
+    p.add_argument("--sweep-device", default="ecp5-25f")
+    p.add_argument("--seeds", nargs="+", type=int, default=[1])
+    p.add_argument("--skip-up5k", action="store_true")
+    args = p.parse_args(argv)
+    result = {"command": " ".join(["benchmarks/attention.py"] + (argv or sys.argv[1:]))}
+    if not args.skip_up5k:
+        result["up5k_digits"] = [run(1, "up5k", s) for s in args.seeds]
+    result["lanes_sweep"] = [run(lanes, args.sweep_device, s) for lanes in args.lanes
+                             for s in args.seeds]
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
