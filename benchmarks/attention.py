@@ -37,19 +37,19 @@ def run(lanes: int, device: str, seed: int) -> dict:
     try:
         r = report_core(core, device, name="attention_core", seed=seed)
     except ToolError as failure:
-        row.update(fits=False, error=str(failure).splitlines()[0])
+        row.update(completed=False, error=str(failure).splitlines()[0])
         core._MustUse__silence = True
     else:
         pnr = r["wrapper_place_and_route"]
-        row.update(fits=True, synthesis=r["synthesis"], core_resources=r["core_synthesis"],
+        row.update(completed=True, core_resources=r["core_synthesis"],
                    wrapper_utilisation=pnr["utilisation"], fmax_mhz=pnr["fmax_mhz"])
     res = row.get("core_resources", {})
     print(f"attention digits lanes {lanes:>2} {device:>9}: {row['step_cycles']:>6} cycles/step "
           f"(2n²d/lanes {row['target_main_term']}); "
           + (f"Fmax {row['fmax_mhz']:.1f} MHz; LUT {res['luts']} FF {res['flip_flops']} "
              f"carry {res['carry']} RAM {res['ram_blocks']} LUT-RAM {res['distributed_ram']} "
-             f"DSP {res['dsp']} ({row['synthesis']})" if row["fits"]
-             else f"does not place: {row['error']}"), flush=True)
+             f"DSP {res['dsp']}" if row["completed"]
+             else f"no result: {row['error']}"), flush=True)
     return row
 
 

