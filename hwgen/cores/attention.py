@@ -42,7 +42,6 @@ from amaranth.utils import ceil_log2
 
 from golden.attention import HeadConfig
 from golden.fixed import check_int
-from golden.mt_neuron import mt_thresholds
 
 from .softmax import SpikingSoftmax
 
@@ -526,7 +525,6 @@ class AttentionHead(wiring.Component):
         c = self._config
         n, d, lanes, ch = c.tokens, c.head_dim, self._lanes, self._chunks
         cw = self.code_width
-        fmt = self._fmt
 
         def mems(name, shape, depth, count=1):
             """``count`` memories with a write port and a registered read port each."""

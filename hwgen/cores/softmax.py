@@ -216,7 +216,6 @@ class SpikingSoftmax(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         t = self._table
-        width = t.input_format.width
         index_width = max(1, ceil_log2(self._n_max))
         m.submodules.exp = exp = SIExp(K=t.K, lo=t.range[0], hi=t.range[1], table=t,
                                        variant=self._variant, tag_width=_TAG.size)
