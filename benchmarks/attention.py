@@ -37,7 +37,7 @@ def run(lanes: int, device: str, seed: int) -> dict:
     try:
         r = report_core(core, device, name="attention_core", seed=seed)
     except ToolError as failure:
-        row.update(completed=False, error=str(failure).splitlines()[0])
+        row.update(completed=False, error=str(failure))
         core._MustUse__silence = True
     else:
         pnr = r["wrapper_place_and_route"]
@@ -50,7 +50,7 @@ def run(lanes: int, device: str, seed: int) -> dict:
           + (f"Fmax {row['fmax_mhz']:.1f} MHz; LUT {res['luts']} FF {res['flip_flops']} "
              f"carry {res['carry']} RAM {res['ram_blocks']} LUT-RAM {res['distributed_ram']} "
              f"DSP {res['dsp']} ({row['synthesis_flow']} flow)" if row["completed"]
-             else f"no result: {row['error']}"), flush=True)
+             else f"no result: {row['error'].splitlines()[0]}"), flush=True)
     return row
 
 
