@@ -40,7 +40,7 @@ from .si_exp import SIExpTable
 from .softmax import spiking_softmax
 
 __all__ = ["HeadConfig", "HeadResult", "attention_head", "decode_codes", "check_codes",
-           "mt_site", "matmul_sops"]
+           "mt_site", "matmul_sops", "random_codes"]
 
 SOFTMAXES = ("spiking", "exact")
 SOFTMAX_INPUTS = ("max", "sigmoid")
@@ -147,6 +147,15 @@ def check_codes(name: str, codes, levels: int) -> torch.Tensor:
         raise ValueError(f"{name} holds {int(codes[bad][0])}, which is not an MT code: codes are "
                          f"0 or ±2**k with k < levels = {levels}")
     return codes
+
+
+def random_codes(shape, levels: int, density: float, generator: torch.Generator) -> torch.Tensor:
+    """Random MT codes (int64, ``shape``): each nonzero with probability ``density`` (0 to 1),
+    then ``±2**k`` with a uniform sign and a uniform ``k < levels``."""
+    fires = torch.rand(shape, generator=generator) < density
+    sign = torch.where(torch.rand(shape, generator=generator) < 0.5, -1, 1)
+    k = torch.randint(0, levels, shape, generator=generator)
+    return torch.where(fires, sign * (1 << k), 0)
 
 
 def decode_codes(codes: torch.Tensor, exponents: tuple[int, int]) -> torch.Tensor:

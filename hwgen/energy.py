@@ -42,12 +42,11 @@ from amaranth.lib import memory
 from amaranth.sim import Simulator
 from amaranth.utils import ceil_log2
 
-from golden.attention import attention_head, check_codes
+from golden.attention import attention_head, check_codes, random_codes
 from golden.energy import E_AC_PJ, E_MAC_PJ
 from golden.fixed import Format, check_int
 
 from .cores.attention import AttentionHead
-from .selftest import random_codes
 
 __all__ = ["ENERGY_CORES", "E_AC_PJ", "E_MAC_PJ", "INT_ADD_PJ", "SRAM_ACCESS_PJ",
            "SRAM_ACCESS_BITS", "Operation", "add_energy_pj", "energy_table", "format_markdown",
@@ -316,7 +315,7 @@ def measure_head(core, codes=None, *, density: float = 0.5, seed: int = 0) -> di
 
     ``codes`` is a ``(q, k, v)`` triple of MT code tensors of shape (steps, tokens, head_dim),
     or None for random codes of fire probability ``density`` drawn with ``seed``
-    (:func:`hwgen.selftest.random_codes`). The head starts with ``first = 1``; inputs are
+    (:func:`golden.attention.random_codes`). The head starts with ``first = 1``; inputs are
     offered and outputs taken in every cycle (no stalls).
 
     Returns

@@ -19,7 +19,7 @@ from amaranth import Cat, Module, Mux, Shape, Signal, Value, unsigned
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import Out
 
-from golden.attention import attention_head
+from golden.attention import attention_head, random_codes
 from golden.fixed import check_int
 from golden.stimulus import edge_sequences, pack_sequences, random_samples
 
@@ -27,7 +27,7 @@ from .cores.attention import AttentionHead
 from .cores.population import NeuronPopulation
 
 __all__ = ["SelfTest", "SelfTestVectors", "attention_selftest_vectors", "neuron_selftest_vectors",
-           "random_codes", "sample_beats"]
+           "sample_beats"]
 
 
 def _lfsr(m: Module, name: str, taps: tuple[int, ...], seed: int) -> Signal:
@@ -251,15 +251,6 @@ def attention_selftest_vectors(core, heads: int = 4, seed: int = 1) -> SelfTestV
                 expected.append(out_layout.const({"out": out[t, token].tolist(),
                                                   "last": int(token == n - 1)}).as_value().value)
     return SelfTestVectors(inputs, expected)
-
-
-def random_codes(shape, levels: int, density: float, generator: torch.Generator) -> torch.Tensor:
-    """Random MT codes (int64, ``shape``): each nonzero with probability ``density`` (0 to 1),
-    then ``±2**k`` with a uniform sign and a uniform ``k < levels``."""
-    fires = torch.rand(shape, generator=generator) < density
-    sign = torch.where(torch.rand(shape, generator=generator) < 0.5, -1, 1)
-    k = torch.randint(0, levels, shape, generator=generator)
-    return torch.where(fires, sign * (1 << k), 0)
 
 
 def sample_beats(core) -> int:

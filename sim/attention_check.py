@@ -52,7 +52,7 @@ import torch
 from amaranth import Shape
 from amaranth.lib import data
 
-from golden.attention import HeadConfig, attention_head
+from golden.attention import HeadConfig, attention_head, random_codes
 from golden.si_exp import shipped_table
 
 from .payload import pack, unpack
@@ -106,11 +106,7 @@ def small_config(**overrides) -> HeadConfig:
 
 def _random_codes(config: HeadConfig, steps: int, density: float,
                   g: torch.Generator) -> torch.Tensor:
-    shape = (steps, config.tokens, config.head_dim)
-    k = torch.randint(0, config.levels, shape, generator=g)
-    sign = torch.where(torch.rand(shape, generator=g) < 0.5, -1, 1)
-    fire = torch.rand(shape, generator=g) < density
-    return torch.where(fire, sign * (1 << k), 0)
+    return random_codes((steps, config.tokens, config.head_dim), config.levels, density, g)
 
 
 def make_heads(config: HeadConfig, count: int, *, seed: int = 0,

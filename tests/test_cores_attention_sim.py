@@ -9,7 +9,7 @@ import torch
 from amaranth import ClockDomain, Module
 from amaranth.sim import Simulator
 
-from golden.attention import HeadConfig, attention_head
+from golden.attention import HeadConfig, attention_head, random_codes
 from golden.si_exp import shipped_table
 from sim.softmax_check import make_test_table
 from hwgen.cores import core_parameters, make_core, parse_params
@@ -24,14 +24,6 @@ def config(**kw):
                 out_exponents=(-3, -2), table=TABLE, N=256, score_scale=0.5)
     base.update(kw)
     return HeadConfig(**base)
-
-
-def random_codes(cfg, steps, g, density=0.6):
-    shape = (steps, cfg.tokens, cfg.head_dim)
-    k = torch.randint(0, cfg.levels, shape, generator=g)
-    sign = torch.where(torch.rand(shape, generator=g) < 0.5, -1, 1)
-    fire = torch.rand(shape, generator=g) < density
-    return torch.where(fire, sign * (1 << k), 0)
 
 
 def head_beats(q, k, v):
@@ -105,7 +97,8 @@ def make_heads(cfg, count, seed, steps=None):
     heads = []
     for h in range(count):
         T = steps[h] if steps else cfg.time_steps
-        heads.append(tuple(random_codes(cfg, T, g, density=0.4 + 0.15 * (h % 4))
+        heads.append(tuple(random_codes((T, cfg.tokens, cfg.head_dim), cfg.levels,
+                                        0.4 + 0.15 * (h % 4), g)
                            for _ in range(3)))
     return heads
 

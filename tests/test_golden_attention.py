@@ -7,7 +7,8 @@ import random
 import pytest
 import torch
 
-from golden.attention import HeadConfig, attention_head, check_codes, decode_codes
+from golden.attention import (HeadConfig, attention_head, check_codes, decode_codes,
+                              random_codes)
 from golden.ecm import ecm_matmul, ecm_matmul_int, ecm_unary, ecm_unary_int
 from golden.si_exp import shipped_table
 
@@ -143,13 +144,6 @@ def reference_head(q, k, v, c: HeadConfig):
     return outs, all_counts, all_s
 
 
-def _random_codes(gen, shape, levels, density=0.6):
-    k = torch.randint(0, levels, shape, generator=gen)
-    sign = torch.where(torch.rand(shape, generator=gen) < 0.5, -1, 1)
-    keep = torch.rand(shape, generator=gen) < density
-    return torch.where(keep, sign * (1 << k), 0)
-
-
 CONFIGS = {
     "tiny": dict(tokens=3, head_dim=2, time_steps=5, levels=3, q_exponents=(-1, -2),
                  k_exponents=(0, 0), v_exponents=(-3, -1), s_exponents=(-7, -7),
@@ -176,7 +170,7 @@ def test_attention_head_matches_step_by_step_reference(name):
     gen = torch.Generator().manual_seed(hash(name) % 1000)
     for trial in range(12):
         shape = (c.time_steps, c.tokens, c.head_dim)
-        q, k, v = (_random_codes(gen, shape, c.levels, 0.2 + 0.05 * trial) for _ in range(3))
+        q, k, v = (random_codes(shape, c.levels, 0.2 + 0.05 * trial, gen) for _ in range(3))
         res = attention_head(q, k, v, c)
         out, counts, s_codes = reference_head(q.tolist(), k.tolist(), v.tolist(), c)
         assert res.counts.tolist() == counts
@@ -188,7 +182,7 @@ def test_attention_head_is_vectorised_over_batch_and_heads():
     c = _config("square")
     gen = torch.Generator().manual_seed(5)
     shape = (c.time_steps, 2, 3, c.tokens, c.head_dim)
-    q, k, v = (_random_codes(gen, shape, c.levels) for _ in range(3))
+    q, k, v = (random_codes(shape, c.levels, 0.6, gen) for _ in range(3))
     res = attention_head(q, k, v, c)
     for b in range(2):
         for h in range(3):
@@ -201,7 +195,7 @@ def test_attention_head_softmax_counts_are_the_spiking_softmax_of_the_mean_score
     c = _config("square")
     gen = torch.Generator().manual_seed(9)
     shape = (c.time_steps, c.tokens, c.head_dim)
-    q, k, v = (_random_codes(gen, shape, c.levels) for _ in range(3))
+    q, k, v = (random_codes(shape, c.levels, 0.6, gen) for _ in range(3))
     res = attention_head(q, k, v, c)
     # rows of counts sum to about N: SI-norm rounds each of n elements
     sums = res.counts.sum(-1)
