@@ -1,4 +1,4 @@
-"""hwgen command line: list cores and boards, emit Verilog, report area and Fmax, build bitstreams.
+"""hwgen command line: cores and boards, Verilog, area and Fmax, bitstreams, energy.
 
     python -m hwgen cores
     python -m hwgen verilog if --param neurons=16 -o if16.v
