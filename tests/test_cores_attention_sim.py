@@ -2,15 +2,12 @@
 :func:`golden.attention.attention_head`: random codes, random valid/ready stalls, several heads
 back to back (state restarts with ``first``), lanes, cycles per step, parameter checks."""
 
-import random
-
 import pytest
 import torch
-from amaranth import ClockDomain, Module
-from amaranth.sim import Simulator
 
 from golden.attention import HeadConfig, attention_head, random_codes
 from golden.si_exp import shipped_table
+from sim.amaranth_stream import run_stream
 from sim.softmax_check import make_test_table
 from hwgen.cores import core_parameters, make_core, parse_params
 from hwgen.cores.attention import AttentionHead, default_head_config
@@ -35,51 +32,11 @@ def head_beats(q, k, v):
     return beats
 
 
-def run(core, beats, *, valid_prob=1.0, ready_prob=1.0, seed=0):
+def run(core, beats, **options):
     """Stream ``beats`` in; return (output beats as (codes, last), accept cycles, output
     cycles)."""
-    rng = random.Random(seed)
-    top = Module()
-    top.domains.sync = ClockDomain()
-    top.submodules.core = core
-    got, accepts, outputs, stable = [], [], [], []
-    sim = Simulator(top)
-    sim.add_clock(1e-6)
-
-    async def producer(ctx):
-        for beat in beats:
-            while rng.random() >= valid_prob:
-                await ctx.tick()
-            ctx.set(core.i.payload, beat)
-            ctx.set(core.i.valid, 1)
-            await ctx.tick().until(core.i.ready)
-            ctx.set(core.i.valid, 0)
-
-    async def consumer(ctx):
-        last, cycle = None, 0
-        while len(got) < len(beats):
-            ctx.set(core.o.ready, rng.random() < ready_prob)
-            *_, payload, valid, ready, i_valid, i_ready = await ctx.tick().sample(
-                core.o.payload, core.o.valid, core.o.ready, core.i.valid, core.i.ready)
-            if valid and not ready:
-                # Stream rule: a stalled output keeps its payload until it is taken.
-                stable.append(last is None or last == payload.as_value().value)
-                last = payload.as_value().value
-            else:
-                last = None
-            if i_valid and i_ready:
-                accepts.append(cycle)
-            if valid and ready:
-                got.append(([int(x) for x in payload.out], int(payload.last)))
-                outputs.append(cycle)
-            cycle += 1
-            assert cycle < 2_000_000, "timeout"
-
-    sim.add_testbench(producer)
-    sim.add_testbench(consumer)
-    sim.run()
-    assert all(stable)
-    return got, accepts, outputs
+    got, accepts, outputs = run_stream(core, beats, max_cycles=2_000_000, **options)
+    return [([int(x) for x in p.out], int(p.last)) for p in got], accepts, outputs
 
 
 def expected(cfg, heads):

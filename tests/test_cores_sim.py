@@ -1,8 +1,6 @@
 """Amaranth-simulator unit tests of the neuron population cores: stream protocol corners and
 parameter checks. The bit-exact regressions on the emitted Verilog are in test_cocotb_neurons."""
 
-import random
-
 import pytest
 import torch
 from amaranth import ClockDomain, Module
@@ -11,56 +9,16 @@ from amaranth.sim import Simulator
 from hwgen.cores import core_parameters, make_core, parse_params
 from hwgen.cores.if_neuron import IFPopulation
 from hwgen.cores.mt_neuron import MTPopulation
+from sim.amaranth_stream import payload_dict, run_stream
 
 SMALL_IF = dict(width=6, frac=0, threshold=11, time_steps=6)
 SMALL_MT = dict(width=6, frac=0, lambda_pos=3, lambda_neg=5, levels=3, time_steps=6)
 
 
-def simulate(core, x, *, valid_prob=1.0, ready_prob=1.0, seed=0, hold_ready_cycles=0):
-    """Stream sample x through the core; return (outputs, cycle log of handshakes)."""
-    rng = random.Random(seed)
-    beats = core.input_beats(x)
-    got, accepted_at, stable = [], [], []
-    sim = Simulator(core)
-    sim.add_clock(1e-6)
-
-    async def producer(ctx):
-        for n, beat in enumerate(beats):
-            while rng.random() >= valid_prob:
-                await ctx.tick()
-            ctx.set(core.i.payload, beat)
-            ctx.set(core.i.valid, 1)
-            await ctx.tick().until(core.i.ready)
-            accepted_at.append(n)
-            ctx.set(core.i.valid, 0)
-
-    async def consumer(ctx):
-        if hold_ready_cycles:
-            await ctx.tick().repeat(hold_ready_cycles)
-        last = None
-        while len(got) < len(beats):
-            ctx.set(core.o.ready, rng.random() < ready_prob)
-            *_, payload, valid, ready = await ctx.tick().sample(
-                core.o.payload, core.o.valid, core.o.ready)
-            if valid and not ready:
-                # Stream rule: a stalled output must keep its payload until it is taken.
-                stable.append(last is None or last == payload.as_value().value)
-                last = payload.as_value().value
-            else:
-                last = None
-            if valid and ready:
-                got.append(payload)
-
-    sim.add_testbench(producer)
-    sim.add_testbench(consumer)
-    sim.run()
-    assert all(stable)
-    return got
-
-
-def as_dicts(core, payloads):
-    layout = core.o.payload.shape()
-    return [{name: int(getattr(p, name)) for name, _ in layout} for p in payloads]
+def simulate(core, x, **options):
+    """Stream sample x through the core; return its outputs as dicts."""
+    got, _, _ = run_stream(core, core.input_beats(x), **options)
+    return [payload_dict(p) for p in got]
 
 
 @pytest.mark.parametrize("neurons", [1, 2, 3, 5])
@@ -70,7 +28,7 @@ def test_matches_golden_under_stalls(cls, params, neurons):
     core = cls(neurons=neurons, **params)
     x = torch.randint(-32, 32, (6, neurons), generator=torch.Generator().manual_seed(neurons))
     got = simulate(core, x, valid_prob=0.7, ready_prob=0.6, seed=neurons)
-    assert as_dicts(core, got) == core.reference_outputs(x)
+    assert got == core.reference_outputs(x)
 
 
 @pytest.mark.parametrize("cls, params", [(IFPopulation, SMALL_IF), (MTPopulation, SMALL_MT)])
@@ -79,7 +37,7 @@ def test_output_backpressure_holds_pipeline(cls, params):
     core = cls(neurons=4, **params)
     x = torch.randint(-32, 32, (6, 4), generator=torch.Generator().manual_seed(7))
     got = simulate(core, x, hold_ready_cycles=20)
-    assert as_dicts(core, got) == core.reference_outputs(x)
+    assert got == core.reference_outputs(x)
 
 
 def test_latency_and_full_rate():

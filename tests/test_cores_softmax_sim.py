@@ -7,8 +7,6 @@ import random
 
 import pytest
 import torch
-from amaranth import ClockDomain, Module
-from amaranth.sim import Simulator
 
 from golden.fixed import Format
 from golden.si_exp import shipped_table
@@ -17,72 +15,16 @@ from hwgen.cores import core_parameters, make_core, parse_params
 from hwgen.cores.si_exp import SIExp
 from hwgen.cores.si_norm import SINorm
 from hwgen.cores.softmax import SpikingSoftmax
+from sim.amaranth_stream import payload_dict, run_stream
 from sim.softmax_check import make_test_table, softmax_beats, softmax_reference
 
 SMALL = Format(10, 6)
 
 
-def run_stream(core, beats, *, valid_prob=1.0, ready_prob=1.0, seed=0, hold_ready_cycles=0,
-               reset_after=None, settle=0):
-    """Stream ``beats`` through ``core``; return (output payloads as dicts, accept cycles,
-    output cycles). With ``reset_after``, reset the core once that many beats were accepted,
-    then send all beats again; only outputs after the reset are returned."""
-    rng = random.Random(seed)
-    top = Module()
-    top.domains.sync = sync = ClockDomain()
-    top.submodules.core = core
-    layout = core.o.payload.shape()
-    got, accepts, outputs, stable = [], [], [], []
-    sim = Simulator(top)
-    sim.add_clock(1e-6)
-    after_reset = [reset_after is None]
-
-    async def producer(ctx):
-        rounds = [beats] if reset_after is None else [beats[:reset_after], beats]
-        for n, stream_ in enumerate(rounds):
-            for beat in stream_:
-                while rng.random() >= valid_prob:
-                    await ctx.tick()
-                ctx.set(core.i.payload, beat)
-                ctx.set(core.i.valid, 1)
-                await ctx.tick().until(core.i.ready)
-                ctx.set(core.i.valid, 0)
-            if n == 0 and reset_after is not None:
-                if settle:
-                    await ctx.tick().repeat(settle)
-                ctx.set(sync.rst, 1)
-                await ctx.tick()
-                ctx.set(sync.rst, 0)
-                after_reset[0] = True
-
-    async def consumer(ctx):
-        if hold_ready_cycles:
-            await ctx.tick().repeat(hold_ready_cycles)
-        last, cycle = None, hold_ready_cycles
-        while len(got) < len(beats):
-            ctx.set(core.o.ready, rng.random() < ready_prob)
-            *_, payload, valid, ready, i_valid, i_ready, rst = await ctx.tick().sample(
-                core.o.payload, core.o.valid, core.o.ready, core.i.valid, core.i.ready,
-                sync.rst)
-            if valid and not ready and not rst:
-                # Stream rule: a stalled output keeps its payload until it is taken.
-                stable.append(last is None or last == payload.as_value().value)
-                last = payload.as_value().value
-            else:
-                last = None
-            if i_valid and i_ready and not rst:
-                accepts.append(cycle)
-            if valid and ready and not rst and after_reset[0]:
-                got.append({name: int(getattr(payload, name)) for name, _ in layout})
-                outputs.append(cycle)
-            cycle += 1
-            assert cycle < 200_000, "timeout"
-
-    sim.add_testbench(producer)
-    sim.add_testbench(consumer)
-    sim.run()
-    assert all(stable)
-    return got, accepts, outputs
+def stream_dicts(core, beats, **options):
+    """:func:`sim.amaranth_stream.run_stream` with the outputs as dicts."""
+    got, accepts, outputs = run_stream(core, beats, **options)
+    return [payload_dict(p) for p in got], accepts, outputs
 
 
 def strip_tag(outputs):
@@ -113,7 +55,7 @@ def si_exp_inputs(core, count, seed):
 def test_si_exp_matches_golden_under_stalls(variant, K, kind):
     core = si_exp_core(K, variant, kind)
     x = si_exp_inputs(core, 150 if variant == "unrolled" else 60, seed=K)
-    got, _, _ = run_stream(core, [{"x": int(v)} for v in x], valid_prob=0.7, ready_prob=0.6,
+    got, _, _ = stream_dicts(core, [{"x": int(v)} for v in x], valid_prob=0.7, ready_prob=0.6,
                            seed=K)
     assert got == core.reference_outputs(x)
 
@@ -124,7 +66,7 @@ def test_si_exp_unrolled_equals_iterative_with_tags():
     results = []
     for variant in ("unrolled", "iterative"):
         core = si_exp_core(7, variant, "random", tag_width=3)
-        got, _, _ = run_stream(core, beats, valid_prob=0.8, ready_prob=0.5, seed=1)
+        got, _, _ = stream_dicts(core, beats, valid_prob=0.8, ready_prob=0.5, seed=1)
         assert [o["tag"] for o in got] == [b["tag"] for b in beats]
         assert strip_tag(got) == core.reference_outputs(x)
         results.append(got)
@@ -137,7 +79,7 @@ def test_si_exp_latency_and_throughput(variant, K):
     """Measured without stalls: the documented latency and one beat per 1/throughput cycles."""
     core = si_exp_core(K, variant)
     beats = [{"x": v} for v in range(-300, 300, 37)]
-    got, accepts, outputs = run_stream(core, beats)
+    got, accepts, outputs = stream_dicts(core, beats)
     assert outputs[0] - accepts[0] == core.latency == K + 1
     assert (accepts[-1] - accepts[0]) / (len(beats) - 1) == 1 / core.throughput
     assert core.throughput == (1.0 if variant == "unrolled" else 1 / K)
@@ -147,7 +89,7 @@ def test_si_exp_latency_and_throughput(variant, K):
 def test_si_exp_output_backpressure(variant):
     core = si_exp_core(4, variant, "random")
     x = si_exp_inputs(core, 40, seed=3)
-    got, _, _ = run_stream(core, [{"x": int(v)} for v in x], hold_ready_cycles=30)
+    got, _, _ = stream_dicts(core, [{"x": int(v)} for v in x], hold_ready_cycles=30)
     assert got == core.reference_outputs(x)
 
 
@@ -156,7 +98,7 @@ def test_si_exp_reset_mid_stream(variant):
     """A reset with beats in flight drops them; the core then computes the stream exactly."""
     core = si_exp_core(5, variant, "random")
     x = si_exp_inputs(core, 30, seed=5)
-    got, _, _ = run_stream(core, [{"x": int(v)} for v in x], reset_after=7, settle=2,
+    got, _, _ = stream_dicts(core, [{"x": int(v)} for v in x], reset_after=7, settle=2,
                            ready_prob=0.7, seed=2)
     assert got == core.reference_outputs(x)
 
@@ -185,7 +127,7 @@ def test_si_norm_equals_spiking_definition_exhaustively(e_width, n_max, N, round
     pairs = [(e, v) for v in range(1 << core.vth_width) for e in range(min(v, e_max) + 1)]
     rows = torch.tensor([[e, v - e] for e, v in pairs])
     want = si_norm_spiking(rows, N, rounding)[:, 0].tolist()
-    got, _, _ = run_stream(core, [{"e": e, "vth": v} for e, v in pairs])
+    got, _, _ = stream_dicts(core, [{"e": e, "vth": v} for e, v in pairs])
     assert [o["c"] for o in got] == want
     assert [o["c"] for o in core.reference_outputs(*zip(*pairs))] == want
 
@@ -200,10 +142,10 @@ def test_si_norm_stalls_tags_and_latency(rounding, variant):
         vth = rng.randint(0, (1 << core.vth_width) - 1)
         pairs.append((rng.randint(0, min(vth, 255)), vth))
     beats = [{"e": e, "vth": v, "tag": n % 4} for n, (e, v) in enumerate(pairs)]
-    got, _, _ = run_stream(core, beats, valid_prob=0.7, ready_prob=0.5, seed=3)
+    got, _, _ = stream_dicts(core, beats, valid_prob=0.7, ready_prob=0.5, seed=3)
     assert strip_tag(got) == core.reference_outputs(*zip(*pairs))
     assert [o["tag"] for o in got] == [b["tag"] for b in beats]
-    got, accepts, outputs = run_stream(
+    got, accepts, outputs = stream_dicts(
         SINorm(e_width=8, n_max=16, N=64, rounding=rounding, variant=variant),
         [{"e": e, "vth": v} for e, v in pairs[:20]])
     assert outputs[0] - accepts[0] == core.latency == 8
@@ -244,7 +186,7 @@ def random_rows(core, count, seed, longest=None):
 def test_softmax_rows_under_stalls(subtract_max, rounding, kind):
     core = softmax_core(subtract_max, rounding, kind=kind)
     rows = random_rows(core, 40, seed=1) + [[7], [5, 5, 5, 5, 5], [-32768], [32767, -32768]]
-    got, _, _ = run_stream(core, softmax_beats(rows), valid_prob=0.7, ready_prob=0.6, seed=2)
+    got, _, _ = stream_dicts(core, softmax_beats(rows), valid_prob=0.7, ready_prob=0.6, seed=2)
     assert got == softmax_reference(core, rows)
 
 
@@ -254,7 +196,7 @@ def test_softmax_overlong_rows_are_cut(subtract_max):
     end of a cut piece has last = cut = 1, and the next row is unaffected."""
     core = softmax_core(subtract_max)
     rows = [list(range(-900, 0, 100)), [1, 2], list(range(10)), [3]]
-    got, _, _ = run_stream(core, softmax_beats(rows), ready_prob=0.8, seed=4)
+    got, _, _ = stream_dicts(core, softmax_beats(rows), ready_prob=0.8, seed=4)
     assert got == softmax_reference(core, rows)
     assert [(o["last"], o["cut"]) for o in got][:10] == \
         [(0, 0)] * 4 + [(1, 1)] + [(0, 0)] * 3 + [(1, 0)] + [(0, 0)]
@@ -265,7 +207,7 @@ def test_softmax_rows_of_one(subtract_max):
     """n_max = 1: every score is a row of its own (longer rows are cut after each score)."""
     core = softmax_core(subtract_max, n_max=1)
     rows = [[5], [-7, 8], [0], [100, 200, 300]]
-    got, _, _ = run_stream(core, softmax_beats(rows), valid_prob=0.8, ready_prob=0.7, seed=6)
+    got, _, _ = stream_dicts(core, softmax_beats(rows), valid_prob=0.8, ready_prob=0.7, seed=6)
     assert got == softmax_reference(core, rows)
     assert [o["c"] for o in got] == [16] * 7
 
@@ -277,7 +219,7 @@ def test_softmax_rows_back_to_back(subtract_max, n):
     core = softmax_core(subtract_max)
     rows = random_rows(core, 12, seed=n, longest=n)
     rows = [(r * n)[:n] for r in rows]
-    got, accepts, outputs = run_stream(core, softmax_beats(rows))
+    got, accepts, outputs = stream_dicts(core, softmax_beats(rows))
     assert got == softmax_reference(core, rows)
     assert accepts == list(range(accepts[0], accepts[0] + 12 * n))
     assert outputs == list(range(outputs[0], outputs[0] + 12 * n))
@@ -288,7 +230,7 @@ def test_softmax_rows_back_to_back(subtract_max, n):
 def test_softmax_output_backpressure(subtract_max):
     core = softmax_core(subtract_max)
     rows = random_rows(core, 20, seed=8)
-    got, _, _ = run_stream(core, softmax_beats(rows), hold_ready_cycles=60, ready_prob=0.3,
+    got, _, _ = stream_dicts(core, softmax_beats(rows), hold_ready_cycles=60, ready_prob=0.3,
                            seed=8)
     assert got == softmax_reference(core, rows)
 
@@ -300,7 +242,7 @@ def test_softmax_reset_mid_row(subtract_max, reset_after, settle):
     maximum behind: the next rows come out exactly."""
     core = softmax_core(subtract_max)
     rows = [[100, -200, 300], [5, 6, 7, 8], [-1, -2], [4000, 4000, 0, -9000, 1], [0]]
-    got, _, _ = run_stream(core, softmax_beats(rows), reset_after=reset_after, settle=settle,
+    got, _, _ = stream_dicts(core, softmax_beats(rows), reset_after=reset_after, settle=settle,
                            ready_prob=0.6, seed=5)
     assert got == softmax_reference(core, rows)
 

@@ -1,7 +1,5 @@
 import itertools
 
-import itertools
-
 import pytest
 import torch
 from hypothesis import given, settings, strategies as st
