@@ -399,12 +399,13 @@ class AttentionHead(wiring.Component):
         n, ch = self._config.tokens, self._chunks
         lc, lx, lo = self.divider_latencies
         row_mac = n * ch
+        softmax_latency = self._softmax_latency()
         starts, sent = [], []
         for r in range(n):
             # Row r's last score enters the softmax, its last count is taken by the MT at
             # the probabilities, and its probability row is complete three cycles later.
             into_softmax = (r + 1) * row_mac + lc + lx + 6
-            complete = into_softmax + self._softmax_latency() + 4
+            complete = into_softmax + softmax_latency + 4
             if self._iterative_softmax:
                 complete += (n - 1) * self._config.q  # one count per q + 1 cycles
             start = complete
