@@ -94,7 +94,7 @@ class Head:
 
 
 def small_config(**overrides) -> HeadConfig:
-    """The small head of tests/test_cores_attention_sim.py: 4 tokens, head_dim 4, T = 4,
+    """A small head for tests: 4 tokens, head_dim 4, T = 4,
     3 levels, mixed exponents, the shipped K = 12 table on [-8, 0], N = 256."""
     base = dict(tokens=4, head_dim=4, time_steps=4, levels=3, q_exponents=(-2, -3),
                 k_exponents=(-3, -2), v_exponents=(-2, -2), s_exponents=(-3, -4),

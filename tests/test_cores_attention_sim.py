@@ -5,22 +5,15 @@ back to back (state restarts with ``first``), lanes, cycles per step, parameter 
 import pytest
 import torch
 
-from golden.attention import HeadConfig, attention_head, random_codes
+from golden.attention import attention_head, random_codes
 from golden.si_exp import shipped_table
 from sim.amaranth_stream import run_stream
+from sim.attention_check import small_config
 from sim.softmax_check import make_test_table
 from hwgen.cores import core_parameters, make_core, parse_params
 from hwgen.cores.attention import AttentionHead, default_head_config
 
-TABLE = shipped_table(12, -8.0, 0.0)
-
-
-def config(**kw):
-    base = dict(tokens=4, head_dim=4, time_steps=4, levels=3, q_exponents=(-2, -3),
-                k_exponents=(-3, -2), v_exponents=(-2, -2), s_exponents=(-3, -4),
-                out_exponents=(-3, -2), table=TABLE, N=256, score_scale=0.5)
-    base.update(kw)
-    return HeadConfig(**base)
+config = small_config  # 4 tokens, head_dim 4, T = 4, 3 levels
 
 
 def head_beats(q, k, v):

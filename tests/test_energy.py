@@ -12,23 +12,16 @@ import torch
 from amaranth import Shape
 from amaranth.lib import memory
 
-from golden.attention import HeadConfig, attention_head, matmul_sops
-from golden.si_exp import shipped_table
+from golden.attention import attention_head, matmul_sops
 from hwgen.__main__ import main
 from hwgen.cores.attention import AttentionHead
 from hwgen.energy import (E_AC_PJ, E_MAC_PJ, add_energy_pj, energy_table, format_markdown,
                           head_operations, measure_head, sram_energy_pj)
+from sim.attention_check import small_config
 from sim.softmax_check import make_test_table
 
-TABLE = shipped_table(12, -8.0, 0.0)
-
-
-def config(**kw):
-    base = dict(tokens=3, head_dim=4, time_steps=3, levels=3, q_exponents=(-2, -3),
-                k_exponents=(-3, -2), v_exponents=(-2, -2), s_exponents=(-3, -4),
-                out_exponents=(-3, -2), table=TABLE, N=256, score_scale=0.5)
-    base.update(kw)
-    return HeadConfig(**base)
+def config(**overrides):
+    return small_config(**{"tokens": 3, "time_steps": 3} | overrides)
 
 
 CORES = {
