@@ -42,7 +42,7 @@ from .softmax import spiking_softmax
 __all__ = ["HeadConfig", "HeadResult", "attention_head", "decode_codes", "check_codes",
            "mt_site", "matmul_sops", "random_codes"]
 
-SOFTMAXES = ("spiking", "exact")
+SOFTMAXES = ("exact", "spiking")
 SOFTMAX_INPUTS = ("max", "sigmoid")
 
 

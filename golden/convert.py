@@ -44,7 +44,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attention import HeadConfig, attention_head, decode_codes, matmul_sops, mt_site
+from .attention import (SOFTMAX_INPUTS, SOFTMAXES, HeadConfig, attention_head, decode_codes,
+                        matmul_sops, mt_site)
 from .ecm import ecm_matmul, ecm_unary, ecm_unary_int, round_shift
 from .fixed import Format, check_int
 from .mt_neuron import mt_decode, mt_neuron_float
@@ -52,9 +53,6 @@ from .si_exp import SIExpTable, shipped_table
 from .softmax import spiking_softmax_float
 
 __all__ = ["ConversionConfig", "SpikingModel", "convert", "SiteStats"]
-
-SOFTMAXES = ("exact", "spiking")
-SOFTMAX_INPUTS = ("max", "sigmoid")
 
 
 @dataclass(frozen=True)
