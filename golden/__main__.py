@@ -144,8 +144,16 @@ def _vit_digits(args):
         print("wrote " + ", ".join(str(f) for f in files))
 
 
+class _Parser(argparse.ArgumentParser):
+    """Options must be spelled out: an abbreviation such as ``--n`` would otherwise be taken
+    silently for whichever option it prefixes (``--name``). Subcommands inherit the class."""
+
+    def __init__(self, **kwargs):
+        super().__init__(allow_abbrev=False, **kwargs)
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m golden", description=__doc__.splitlines()[0])
+    p = _Parser(prog="python -m golden", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     q = sub.add_parser("neuron", help="run an IF or MT neuron on an input sequence")
     q.add_argument("neuron", choices=["if", "mt"])

@@ -42,7 +42,7 @@ def _make(args):
 def _verilog(args):
     from .verilog import emit
     core = _make(args)
-    text = emit(core, args.name or f"{args.core}_core")
+    text = emit(core, f"{args.core}_core" if args.name is None else args.name)
     if args.output:
         Path(args.output).write_text(text)
         print(f"wrote {args.output}: latency {core.latency} cycles, throughput "
@@ -98,8 +98,16 @@ def _energy(args):
         print(f"\nwrote {args.json}", file=sys.stderr)
 
 
+class _Parser(argparse.ArgumentParser):
+    """Options must be spelled out: an abbreviation such as ``--n`` would otherwise be taken
+    silently for whichever option it prefixes (``--name``). Subcommands inherit the class."""
+
+    def __init__(self, **kwargs):
+        super().__init__(allow_abbrev=False, **kwargs)
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m hwgen", description=__doc__.splitlines()[0])
+    p = _Parser(prog="python -m hwgen", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     sub.add_parser("cores", help="list the cores, their parameters and defaults").set_defaults(

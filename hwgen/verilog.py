@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import re
+
 from amaranth.back import verilog
 
 __all__ = ["emit"]
 
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
 
 def emit(core, name: str) -> str:
-    """Verilog text of ``core`` as module ``name`` (ports: ``clk``, ``rst``, ``i__*``, ``o__*``)."""
+    """Verilog text of ``core`` as module ``name`` (ports: ``clk``, ``rst``, ``i__*``, ``o__*``).
+
+    ``name`` must be a plain identifier (letters, digits, _), which no tool needs to escape."""
+    if not isinstance(name, str) or not _IDENTIFIER.match(name):
+        raise ValueError(f"module name must be a Verilog identifier (a letter or _, then "
+                         f"letters, digits or _), not {name!r}")
     return verilog.convert(core, name=name, emit_src=False)
