@@ -24,7 +24,11 @@ from .mt_neuron import MTConfig, mt_decode, mt_neuron, mt_neuron_float
 
 
 def _inputs(args, fmt: Format) -> tuple[torch.Tensor, torch.Tensor]:
-    values = [float(v) for v in args.x.split(",")]
+    try:
+        values = [float(v) for v in args.x.split(",")]
+    except ValueError:
+        raise ValueError(f"--x takes one real number or T comma-separated ones, not "
+                         f"{args.x!r}") from None
     if len(values) == 1:
         values = values * args.T
     elif len(values) != args.T:
@@ -86,12 +90,12 @@ def _si_exp_fit(args):
         if getattr(args, name) is not None:
             options[name] = getattr(args, name)
             command += f" --{name} {options[name]}"
+    out = Path(args.output) if args.output else table_path(args.K, lo, hi)
+    if out.exists() and not args.force:  # checked before training, not after it
+        raise ValueError(f"{out} exists; pass --force to overwrite it or -o to write elsewhere")
     # One thread: the shipped tables were made so, and reductions can differ across counts.
     torch.set_num_threads(1)
     table = fit_si_exp(args.K, lo, hi, seed=args.seed, command=command, **options)
-    out = Path(args.output) if args.output else table_path(args.K, lo, hi)
-    if out.exists() and not args.force:
-        raise ValueError(f"{out} exists; pass --force to overwrite it or -o to write elsewhere")
     table.save(out)
     print(json.dumps({"file": str(out), **table.info["measured"]}, indent=2))
 
@@ -128,8 +132,6 @@ def _plots(args):
 
 def _vit_digits(args):
     from .digits_experiment import format_table, run_experiment, write_outputs
-    if args.T < 1:
-        raise ValueError(f"--T must be at least 1, not {args.T}")
     torch.manual_seed(0)
     result = run_experiment(args.T, args.softmax, args.int, softmax_input=args.softmax_input,
                             checkpoint=args.checkpoint, limit=args.limit,

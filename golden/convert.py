@@ -52,7 +52,9 @@ from .mt_neuron import mt_decode, mt_neuron_float
 from .si_exp import SIExpTable, shipped_table
 from .softmax import spiking_softmax_float
 
-__all__ = ["ConversionConfig", "SpikingModel", "convert", "SiteStats"]
+__all__ = ["ConversionConfig", "MAX_TIME_STEPS", "SpikingModel", "convert", "SiteStats"]
+
+MAX_TIME_STEPS = 1 << 16  #: the largest T a converted model runs
 
 
 @dataclass(frozen=True)
@@ -679,7 +681,7 @@ class SpikingModel(nn.Module):
 
     @torch.no_grad()
     def forward(self, *inputs, T: int, **kwargs) -> torch.Tensor:
-        check_int("T", T, minimum=1, maximum=1 << 16)
+        check_int("T", T, minimum=1, maximum=MAX_TIME_STEPS)
         batch = next(x for x in inputs if isinstance(x, torch.Tensor)).shape[0]
         self.ctx.mode, self.ctx.T = "snn", T
         try:

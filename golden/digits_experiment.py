@@ -15,8 +15,9 @@ from pathlib import Path
 
 import torch
 
-from .convert import ConversionConfig, convert
+from .convert import MAX_TIME_STEPS, ConversionConfig, convert
 from .energy import energy_report
+from .fixed import check_int
 from .vit_digits import DEFAULT_CHECKPOINT, ViTConfig, accuracy, digits_split, load_or_train
 
 __all__ = ["run_experiment", "write_outputs", "format_table", "ANALOG"]
@@ -32,14 +33,16 @@ def run_experiment(T: int = 8, softmax: str = "spiking", integer: bool = True, *
                    **conversion) -> dict:
     """Convert the (trained or loaded) digits ViT and measure it on the test split."""
     from tqdm import tqdm
+    check_int("T", T, minimum=1, maximum=MAX_TIME_STEPS)  # all checks come before any training
     start = time.monotonic()
-    model, info = load_or_train(checkpoint, vit, progress)
     x_tr, _, x_te, y_te = digits_split()
     if limit is not None:
+        check_int("limit", limit, minimum=1, maximum=len(y_te))
         x_te, y_te = x_te[:limit], y_te[:limit]
-    calibration = [x_tr[i:i + 256] for i in range(0, min(calibration_images, len(x_tr)), 256)]
     config = ConversionConfig(softmax=softmax, softmax_input=softmax_input, integer=integer,
                               analog=ANALOG, **conversion)
+    model, info = load_or_train(checkpoint, vit, progress)
+    calibration = [x_tr[i:i + 256] for i in range(0, min(calibration_images, len(x_tr)), 256)]
     snn = convert(model, calibration, config)
     stats = snn.record_stats()
     correct = torch.zeros(T, dtype=torch.float64)

@@ -1,5 +1,5 @@
-"""The two command lines: options are never guessed from abbreviations, and the Verilog module
-name is checked before emission."""
+"""The two command lines' argument handling: options are never guessed from abbreviations, bad
+values are named in the error, and every check comes before long work (training, emission)."""
 
 import pytest
 
@@ -29,3 +29,30 @@ def test_verilog_writes_the_named_module(tmp_path):
     assert hwgen_main(["verilog", "if", "--param", "neurons=2", "--name", "if_2",
                        "-o", str(out)]) == 0
     assert "\nmodule if_2(" in out.read_text()
+
+
+def test_neuron_names_a_bad_input(capsys):
+    assert golden_main(["neuron", "mt", "--x", "0.3,abc", "--T", "2"]) == 2
+    assert "--x takes one real number or T comma-separated ones, not '0.3,abc'" in \
+        capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--T", "0"], "T must be an integer from 1 to 65536, not 0"),
+    (["--limit", "0"], "limit must be an integer from 1 to 540, not 0"),
+    (["--levels", "0"], "levels must be an integer from 1 to 16, not 0"),
+])
+def test_vit_digits_checks_arguments_before_training(argv, message, tmp_path, capsys):
+    checkpoint = tmp_path / "vit.pt"
+    assert golden_main(["vit-digits", "--checkpoint", str(checkpoint), *argv]) == 2
+    assert message in capsys.readouterr().err
+    assert not checkpoint.exists()  # no model was trained
+
+
+def test_si_exp_fit_refuses_an_existing_file_before_training(tmp_path, capsys):
+    existing = tmp_path / "table.json"
+    existing.write_text("{}")
+    # A full training run takes about a minute; refusing at once shows the check comes first.
+    assert golden_main(["si-exp", "fit", "--K", "8", "-o", str(existing)]) == 2
+    assert "exists; pass --force" in capsys.readouterr().err
+    assert existing.read_text() == "{}"

@@ -130,6 +130,8 @@ def test_parse_params():
         parse_params("if", ["lambda_pos=3"])
     with pytest.raises(ValueError, match="parameter neurons takes an integer, not 'many'"):
         parse_params("if", ["neurons=many"])
+    with pytest.raises(ValueError, match="parameter neurons is given twice"):
+        parse_params("if", ["neurons=2", "neurons=3"])
     assert [p.name for p in core_parameters("mt")] == [
         "neurons", "width", "frac", "lambda_pos", "lambda_neg", "levels", "time_steps"]
 

@@ -81,6 +81,8 @@ def parse_params(name: str, assignments: list[str]) -> dict[str, object]:
         if key not in known:
             raise ValueError(f"core {name!r} has no parameter {key!r}; its parameters: "
                              f"{', '.join(known)}")
+        if key in params:
+            raise ValueError(f"parameter {key} is given twice ({item!r}); give it once")
         params[key] = _parse_value(key, text, known[key].default)
     return params
 
