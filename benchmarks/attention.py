@@ -55,12 +55,16 @@ def run(lanes: int, device: str, seed: int) -> dict:
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", default=str(REPO / "build" / "benchmarks" / "attention.json"))
-    p.add_argument("--lanes", nargs="+", type=int, default=[1, 2, 4, 8, 16])
-    p.add_argument("--sweep-device", default="ecp5-25f")
-    p.add_argument("--seeds", nargs="+", type=int, default=[1])
-    p.add_argument("--skip-up5k", action="store_true")
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False,
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--out", default=str(REPO / "build" / "benchmarks" / "attention.json"),
+                   help="JSON file to write")
+    p.add_argument("--lanes", nargs="+", type=int, default=[1, 2, 4, 8, 16],
+                   help="lane counts of the sweep")
+    p.add_argument("--sweep-device", default="ecp5-25f", help="device of the lanes sweep")
+    p.add_argument("--seeds", nargs="+", type=int, default=[1], help="placer seeds")
+    p.add_argument("--skip-up5k", action="store_true",
+                   help="skip place-and-route of the digits head on up5k")
     args = p.parse_args(argv)
     result = {"command": " ".join(["benchmarks/attention.py"] + (argv or sys.argv[1:]))}
     if not args.skip_up5k:

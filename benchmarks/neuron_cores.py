@@ -112,10 +112,13 @@ def golden_throughput(T=32, neurons=1 << 16, repeats=3):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", default=str(REPO / "build" / "benchmarks" / "neuron_cores.json"))
-    p.add_argument("--devices", nargs="+", default=["up5k", "ecp5-25f"])
-    p.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False,
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--out", default=str(REPO / "build" / "benchmarks" / "neuron_cores.json"),
+                   help="JSON file to write")
+    p.add_argument("--devices", nargs="+", default=["up5k", "ecp5-25f"],
+                   help="devices for area and Fmax")
+    p.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3], help="placer seeds")
     p.add_argument("--skip-pnr", action="store_true", help="skip synthesis and place-and-route")
     args = p.parse_args(argv)
     result = {"command": " ".join(["benchmarks/neuron_cores.py"] + (argv or sys.argv[1:]))}

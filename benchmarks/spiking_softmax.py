@@ -38,11 +38,14 @@ def si_exp_curve():
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", default=str(REPO / "build" / "benchmarks" / "spiking_softmax.json"))
-    p.add_argument("--devices", nargs="+", default=["up5k", "ecp5-25f"])
-    p.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
-    p.add_argument("--skip-pnr", action="store_true")
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False,
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--out", default=str(REPO / "build" / "benchmarks" / "spiking_softmax.json"),
+                   help="JSON file to write")
+    p.add_argument("--devices", nargs="+", default=["up5k", "ecp5-25f"],
+                   help="devices for area and Fmax")
+    p.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3], help="placer seeds")
+    p.add_argument("--skip-pnr", action="store_true", help="skip synthesis and place-and-route")
     args = p.parse_args(argv)
     result = {"command": " ".join(["benchmarks/spiking_softmax.py"] + (argv or sys.argv[1:])),
               "si_exp": si_exp_curve()}

@@ -49,9 +49,12 @@ def cumulative_means(snn, x, T, batch=180):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--T", type=int, default=8)
-    p.add_argument("--out", default=str(REPO / "build" / "benchmarks" / "vit_digits_settings.json"))
+    p = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()),
+                                allow_abbrev=False,
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--T", type=int, default=8, help="time steps")
+    p.add_argument("--out", default=str(REPO / "build" / "benchmarks" / "vit_digits_settings.json"),
+                   help="JSON file to write")
     args = p.parse_args(argv)
     model, _ = load_or_train(REPO / DEFAULT_CHECKPOINT, ViTConfig(), progress=True)
     model.eval()
