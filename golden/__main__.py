@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from .cli import Parser, run
 from .fixed import Format
 from .if_neuron import IFConfig, if_neuron, if_neuron_float
 from .mt_neuron import MTConfig, mt_decode, mt_neuron, mt_neuron_float
@@ -146,16 +147,8 @@ def _vit_digits(args):
         print("wrote " + ", ".join(str(f) for f in files))
 
 
-class _Parser(argparse.ArgumentParser):
-    """Options must be spelled out: an abbreviation such as ``--n`` would otherwise be taken
-    silently for whichever option it prefixes (``--name``). Subcommands inherit the class."""
-
-    def __init__(self, **kwargs):
-        super().__init__(allow_abbrev=False, **kwargs)
-
-
 def parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m golden", description=__doc__.splitlines()[0])
+    p = Parser(prog="python -m golden", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     q = sub.add_parser("neuron", help="run an IF or MT neuron on an input sequence")
     q.add_argument("neuron", choices=["if", "mt"])
@@ -232,13 +225,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = parser().parse_args(argv)
-    try:
-        args.run(args)
-    except (ValueError, TypeError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
+    return run(parser(), argv)
 
 
 if __name__ == "__main__":

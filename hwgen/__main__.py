@@ -15,6 +15,8 @@ import json
 import sys
 from pathlib import Path
 
+from golden.cli import Parser, run
+
 
 def _cores(args):
     from .cores import CORES, core_parameters, make_core
@@ -98,16 +100,8 @@ def _energy(args):
         print(f"\nwrote {args.json}", file=sys.stderr)
 
 
-class _Parser(argparse.ArgumentParser):
-    """Options must be spelled out: an abbreviation such as ``--n`` would otherwise be taken
-    silently for whichever option it prefixes (``--name``). Subcommands inherit the class."""
-
-    def __init__(self, **kwargs):
-        super().__init__(allow_abbrev=False, **kwargs)
-
-
 def parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m hwgen", description=__doc__.splitlines()[0])
+    p = Parser(prog="python -m hwgen", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     sub.add_parser("cores", help="list the cores, their parameters and defaults").set_defaults(
@@ -156,13 +150,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = parser().parse_args(argv)
-    try:
-        args.run(args)
-    except (ValueError, TypeError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
+    return run(parser(), argv)
 
 
 if __name__ == "__main__":
