@@ -15,14 +15,9 @@ wrapper adds about one flip-flop per port bit: 433 in, 145 out for this head).
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
-import sys
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+import record  # puts the repository on sys.path; the shared command line and record
 
 
 def run(lanes: int, device: str, seed: int) -> dict:
@@ -55,10 +50,7 @@ def run(lanes: int, device: str, seed: int) -> dict:
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--out", default=str(REPO / "build" / "benchmarks" / "attention.json"),
-                   help="JSON file to write")
+    p = record.parser(__file__, __doc__)
     p.add_argument("--lanes", nargs="+", type=int, default=[1, 2, 4, 8, 16],
                    help="lane counts of the sweep")
     p.add_argument("--sweep-device", default="ecp5-25f", help="device of the lanes sweep")
@@ -66,15 +58,12 @@ def main(argv=None):
     p.add_argument("--skip-up5k", action="store_true",
                    help="skip place-and-route of the digits head on up5k")
     args = p.parse_args(argv)
-    result = {"command": " ".join(["benchmarks/attention.py"] + (argv or sys.argv[1:]))}
+    result = {}
     if not args.skip_up5k:
         result["up5k_digits"] = [run(1, "up5k", s) for s in args.seeds]
     result["lanes_sweep"] = [run(lanes, args.sweep_device, s) for lanes in args.lanes
                              for s in args.seeds]
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out}")
+    record.write(p, args, argv, result)
 
 
 if __name__ == "__main__":

@@ -11,19 +11,15 @@ ecp5-25f, zero DSPs.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+import record  # puts the repository on sys.path; the shared command line and record
 
 from golden.if_neuron import if_neuron, if_neuron_float  # noqa: E402
 from golden.mt_neuron import mt_neuron, mt_neuron_float  # noqa: E402
@@ -112,24 +108,18 @@ def golden_throughput(T=32, neurons=1 << 16, repeats=3):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--out", default=str(REPO / "build" / "benchmarks" / "neuron_cores.json"),
-                   help="JSON file to write")
+    p = record.parser(__file__, __doc__)
     p.add_argument("--devices", nargs="+", default=["up5k", "ecp5-25f"],
                    help="devices for area and Fmax")
     p.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3], help="placer seeds")
     p.add_argument("--skip-pnr", action="store_true", help="skip synthesis and place-and-route")
     args = p.parse_args(argv)
-    result = {"command": " ".join(["benchmarks/neuron_cores.py"] + (argv or sys.argv[1:]))}
+    result = {}
     if not args.skip_pnr:
         result["area_fmax"] = area_and_fmax([("if", {}), ("mt", {})], args.devices, args.seeds)
     result["simulation"] = simulation_throughput()
     result["golden"] = golden_throughput()
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out}")
+    record.write(p, args, argv, result)
 
 
 if __name__ == "__main__":

@@ -10,14 +10,7 @@ the softmax core at n = 16: >= 50 MHz on up5k and >= 150 MHz on ecp5-25f, no DSP
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
-from pathlib import Path
-
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "benchmarks"))
+import record  # puts the repository on sys.path; the shared command line and record
 
 from golden.si_exp import SIExpTable, evaluate_table, shipped_tables  # noqa: E402
 from golden.softmax_eval import evaluate_softmax  # noqa: E402
@@ -38,17 +31,13 @@ def si_exp_curve():
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--out", default=str(REPO / "build" / "benchmarks" / "spiking_softmax.json"),
-                   help="JSON file to write")
+    p = record.parser(__file__, __doc__)
     p.add_argument("--devices", nargs="+", default=["up5k", "ecp5-25f"],
                    help="devices for area and Fmax")
     p.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3], help="placer seeds")
     p.add_argument("--skip-pnr", action="store_true", help="skip synthesis and place-and-route")
     args = p.parse_args(argv)
-    result = {"command": " ".join(["benchmarks/spiking_softmax.py"] + (argv or sys.argv[1:])),
-              "si_exp": si_exp_curve()}
+    result = {"si_exp": si_exp_curve()}
     for rounding in ("round", "floor"):
         s = evaluate_softmax(K=12, N=256, rounding=rounding)
         result[f"softmax_{rounding}"] = s
@@ -61,10 +50,7 @@ def main(argv=None):
     if not args.skip_pnr:
         result["area_fmax"] = area_and_fmax([("softmax", {"n_max": 16})], args.devices,
                                             args.seeds, TARGETS)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out}")
+    record.write(p, args, argv, result)
 
 
 if __name__ == "__main__":

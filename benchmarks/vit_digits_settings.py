@@ -13,18 +13,13 @@ by 2, 4 and 8, calibration percentiles 0.97 and 0.995, and ECMT's ViT fc2 overri
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+import record  # puts the repository on sys.path; the shared command line and record
 
-from golden.convert import ConversionConfig, convert  # noqa: E402
+from golden.convert import MAX_TIME_STEPS, ConversionConfig, convert  # noqa: E402
 from golden.digits_experiment import ANALOG  # noqa: E402
 from golden.energy import energy_report  # noqa: E402
 from golden.vit_digits import DEFAULT_CHECKPOINT, ViTConfig, digits_split, load_or_train  # noqa: E402
@@ -49,14 +44,12 @@ def cumulative_means(snn, x, T, batch=180):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()),
-                                allow_abbrev=False,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = record.parser(__file__, __doc__)
     p.add_argument("--T", type=int, default=8, help="time steps")
-    p.add_argument("--out", default=str(REPO / "build" / "benchmarks" / "vit_digits_settings.json"),
-                   help="JSON file to write")
     args = p.parse_args(argv)
-    model, _ = load_or_train(REPO / DEFAULT_CHECKPOINT, ViTConfig(), progress=True)
+    if not 1 <= args.T <= MAX_TIME_STEPS:
+        p.error(f"--T must be from 1 to {MAX_TIME_STEPS}, not {args.T}")
+    model, _ = load_or_train(record.REPO / DEFAULT_CHECKPOINT, ViTConfig(), progress=True)
     model.eval()
     x_tr, _, x_te, y_te = digits_split()
     calibration = [x_tr[i:i + 256] for i in range(0, 1024, 256)]
@@ -84,13 +77,7 @@ def main(argv=None):
               + " ".join(f"{v:.4f}" for v in row["train_logit_mse"])
               + " | test loss " + " ".join(f"{v:+.2f}" for v in row["test_loss"])
               + " | E/E_ANN " + " ".join(f"{v:.3f}" for v in row["energy_ratio"]), flush=True)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"command": " ".join(["benchmarks/vit_digits_settings.py"]
-                                                   + (argv or sys.argv[1:])),
-                               "T": args.T, "ann_test_accuracy": ann_test, "settings": rows},
-                              indent=2) + "\n")
-    print(f"wrote {out}")
+    record.write(p, args, argv, {"T": args.T, "ann_test_accuracy": ann_test, "settings": rows})
 
 
 if __name__ == "__main__":
