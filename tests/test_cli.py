@@ -12,9 +12,9 @@ from hwgen.__main__ import main as hwgen_main
     (golden_main, ["si-exp", "eval", "--K", "12", "--ran", "-1", "1"]),  # --range
 ])
 def test_abbreviated_options_are_rejected(main, argv, capsys):
-    with pytest.raises(SystemExit) as exit:
+    with pytest.raises(SystemExit) as stop:
         main(argv)
-    assert exit.value.code == 2
+    assert stop.value.code == 2
     assert "unrecognized arguments" in capsys.readouterr().err
 
 
