@@ -20,9 +20,10 @@ import torch
 import record  # puts the repository on sys.path; the shared command line and record
 
 from golden.convert import MAX_TIME_STEPS, ConversionConfig, convert  # noqa: E402
-from golden.digits_experiment import ANALOG  # noqa: E402
+from golden.digits_experiment import ANALOG, calibration_batches  # noqa: E402
 from golden.energy import energy_report  # noqa: E402
-from golden.vit_digits import DEFAULT_CHECKPOINT, ViTConfig, digits_split, load_or_train  # noqa: E402
+from golden.vit_digits import (DEFAULT_CHECKPOINT, ViTConfig, accuracy, digits_split,  # noqa: E402
+                               load_or_train)
 
 S = 0.0125  # ECMT's λ of the probability site
 SETTINGS = {
@@ -52,10 +53,10 @@ def main(argv=None):
     model, _ = load_or_train(record.REPO / DEFAULT_CHECKPOINT, ViTConfig(), progress=True)
     model.eval()
     x_tr, _, x_te, y_te = digits_split()
-    calibration = [x_tr[i:i + 256] for i in range(0, 1024, 256)]
+    calibration = calibration_batches(x_tr)
     with torch.no_grad():
         ann_train = model(x_tr).double()
-        ann_test = 100.0 * float((model(x_te).argmax(-1) == y_te).double().mean())
+        ann_test = accuracy(model, x_te, y_te)
     print(f"ANN test accuracy {ann_test:.2f} %; t = 1..{args.T}", flush=True)
     rows = []
     for name, options in SETTINGS.items():

@@ -20,10 +20,15 @@ from .energy import energy_report
 from .fixed import check_int
 from .vit_digits import DEFAULT_CHECKPOINT, ViTConfig, accuracy, digits_split, load_or_train
 
-__all__ = ["run_experiment", "write_outputs", "format_table", "ANALOG"]
+__all__ = ["run_experiment", "calibration_batches", "write_outputs", "format_table", "ANALOG"]
 
 #: ECMT keeps real-valued inputs at the patch embedding and the classifier.
 ANALOG = ("patch_embed", "head")
+
+
+def calibration_batches(x_train: torch.Tensor, images: int = 1024) -> list[torch.Tensor]:
+    """The calibration data: the first ``images`` training images in batches of 256."""
+    return [x_train[i:i + 256] for i in range(0, min(images, len(x_train)), 256)]
 
 
 def run_experiment(T: int = 8, softmax: str = "spiking", integer: bool = True, *,
@@ -42,8 +47,7 @@ def run_experiment(T: int = 8, softmax: str = "spiking", integer: bool = True, *
     config = ConversionConfig(softmax=softmax, softmax_input=softmax_input, integer=integer,
                               analog=ANALOG, **conversion)
     model, info = load_or_train(checkpoint, vit, progress)
-    calibration = [x_tr[i:i + 256] for i in range(0, min(calibration_images, len(x_tr)), 256)]
-    snn = convert(model, calibration, config)
+    snn = convert(model, calibration_batches(x_tr, calibration_images), config)
     stats = snn.record_stats()
     correct = torch.zeros(T, dtype=torch.float64)
     for i in tqdm(range(0, len(y_te), batch), desc=f"SNN T={T}", disable=not progress,

@@ -192,7 +192,6 @@ def head_operations(core) -> dict[str, Operation]:
     n, d, lanes, K = c.tokens, c.head_dim, core.lanes, c.table.K
     ch = -(-d // lanes)
     w = core.widths
-    wc, wx, wo = core.divider_widths
     t_bits = max(1, c.time_steps.bit_length()) + 1  # the core's step counter t
     step_bits = t_bits + 1  # a restoring step: the remainder (divisor width) and one more bit
     sm = core.softmax_core()

@@ -157,15 +157,14 @@ def digits_snn(checkpoint: Path | str | None = None, progress: bool = False):
     calibration on the first 1,024 training images; see golden.digits_experiment); returns
     (spiking model, test images, test labels). Trains the ViT once if it is not cached."""
     from golden.convert import ConversionConfig, convert
-    from golden.digits_experiment import ANALOG
+    from golden.digits_experiment import ANALOG, calibration_batches
     from golden.vit_digits import DEFAULT_CHECKPOINT, digits_split, load_or_train
     model, _ = load_or_train(REPO / DEFAULT_CHECKPOINT if checkpoint is None else checkpoint,
                              progress=progress)
     x_tr, _, x_te, y_te = digits_split()
-    calibration = [x_tr[i:i + 256] for i in range(0, min(1024, len(x_tr)), 256)]
     config = ConversionConfig(softmax="spiking", softmax_input="max", integer=True,
                               analog=ANALOG)
-    return convert(model, calibration, config), x_te, y_te
+    return convert(model, calibration_batches(x_tr), config), x_te, y_te
 
 
 def _split_heads(q, k, v, label: str) -> list[Head]:
@@ -279,10 +278,6 @@ def _kind(label: str) -> str:
     return label.split(" #")[0].split(":")[0].split(" (")[0]
 
 
-def _as_core(core):
-    return core() if callable(core) and not hasattr(core, "elaborate") else core
-
-
 def _model_name(core) -> str:
     """A Verilog module name that identifies the core's configuration and lanes."""
     c = core.config
@@ -372,11 +367,9 @@ def run_heads(model: VerilatorModel, groups: list[list[Head]], work_dir: Path, *
 def check_attention(core, heads: list[Head], work_dir: Path, *, label: str | None = None,
                     seed: int = 0, heads_per_segment: int = 5,
                     reset_every: int = 3) -> AttentionCheck:
-    """Run ``heads`` through the Verilator model of ``core`` (an AttentionHead, or a
-    callable that makes one) and compare every output beat with the golden head; raise
-    AssertionError on the first difference. See the module docstring for the segments.
-    Returns what was checked and measured."""
-    core = _as_core(core)
+    """Run ``heads`` through the Verilator model of ``core`` (an AttentionHead) and compare
+    every output beat with the golden head; raise AssertionError on the first difference. See
+    the module docstring for the segments. Returns what was checked and measured."""
     c = core.config
     n = c.tokens
     # The module name depends only on the configuration, so that checks of one configuration

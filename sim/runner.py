@@ -32,6 +32,8 @@ from amaranth.lib.wiring import In
 
 from hwgen.verilog import emit
 
+from .tb_stream import PERIOD_NS
+
 __all__ = ["VerilatorModel", "verilator_model", "run_plan", "cache_root"]
 
 REPO = Path(__file__).resolve().parents[1]
@@ -97,7 +99,7 @@ def _clock_wrapper(core, name: str, inner: str, inner_text: str) -> str:
     public = "/*verilator public_flat_rw*/"
     lines = [f"module {name}({', '.join(p for _, _, p in ports)});"]
     lines += [f"  {d} {'[%d:0] ' % (w - 1) if w > 1 else ''}{p} {public};" for d, w, p in ports]
-    lines += [f"  reg clk {public} = 1'b0;", "  always #5 clk = ~clk;",
+    lines += [f"  reg clk {public} = 1'b0;", f"  always #{PERIOD_NS // 2} clk = ~clk;",
               f"  {inner} core({', '.join(f'.{p}({p})' for _, _, p in ports)}, .clk(clk));",
               "endmodule", ""]
     return "\n".join(lines)

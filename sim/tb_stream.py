@@ -75,15 +75,18 @@ async def _run_segment(dut, segment):
     cycle = 0
     start = None
     wake = False  # resumed by a skip: already at the clock edge of cycle `cycle`
+
+    def done() -> bool:
+        return ((reset_after is not None and sent >= reset_after)
+                or (sent >= n_inputs and len(outputs) >= wanted))
+
     while True:
         if not wake:
             await clock_edge
         wake = False
         if start is None:
             start = get_sim_time("step")
-        if reset_after is not None and sent >= reset_after:
-            break
-        if sent >= n_inputs and len(outputs) >= wanted:
+        if done():
             break
         if cycle >= max_cycles:
             raise AssertionError(f"timeout after {cycle} cycles: {sent}/{n_inputs} inputs "
@@ -111,9 +114,7 @@ async def _run_segment(dut, segment):
             if record:
                 output_cycles.append(cycle)
         cycle += 1
-        if (skip_idle and not out_valid and (presenting or sent >= n_inputs)
-                and not (reset_after is not None and sent >= reset_after)
-                and not (sent >= n_inputs and len(outputs) >= wanted)):
+        if skip_idle and not out_valid and (presenting or sent >= n_inputs) and not done():
             # A beat waits with i.ready low (presenting is still set), or there is none left,
             # and o.valid is low: nothing can happen until the core raises i.ready (if a beat
             # waits) or o.valid; both move only on a clock edge while our inputs hold still.

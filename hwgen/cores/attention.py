@@ -126,11 +126,9 @@ class _Divider(wiring.Component):
     from the caller's value ranges): the division then starts with the dividend's bits above
     them as the remainder (below t by that bound) and takes one step per quotient bit."""
 
-    def __init__(self, width: int, divisor_width: int, tag_shape, *, interval: int = 1,
-                 quotient_bits: int | None = None):
+    def __init__(self, width: int, divisor_width: int, tag_shape, *, interval: int,
+                 quotient_bits: int):
         self._width, self._dw = max(2, width), divisor_width
-        if quotient_bits is None:
-            quotient_bits = self._width - 1
         self._steps, self._latency, self._iterative = divider_plan(quotient_bits, interval)
         super().__init__({
             "en": In(1, init=1), "divisor": In(divisor_width),
@@ -293,14 +291,13 @@ class AttentionHead(wiring.Component):
         self._p_w = _signed_width(p_max)
         M, shift = c.score_constant
         self._M, self._shift = M, shift
-        self._fmt = c.table.input_format
         # |P_t| <= d·t²·vq·vk, so |C_t| <= d·t·vq·vk and the mean |C_t / t| <= d·vq·vk.
         c_max = d * T * vq * vk
         self._c_w = _signed_width(c_max + 1)  # floor: one more below
         y_max = 2 * c_max * M + (T << shift)
         self._y_w = _signed_width(y_max)
         self._z_w = _signed_width((y_max >> (shift + 1)) + 1)
-        self._x_w = max(self._fmt.width,
+        self._x_w = max(c.table.input_format.width,
                         _signed_width(((2 * d * vq * vk * M) >> (shift + 1)) + 2))
         # Softmax-ECM: counts c <= N, cumulative t·c <= T·N.
         q = c.q
@@ -348,10 +345,14 @@ class AttentionHead(wiring.Component):
         """Dividend widths (Wc, Wx, Wo) of the three divisions by t: P, Y >> (shift + 1), P2."""
         return self._p_w, self._z_w, self._p2_w
 
+    @property
+    def _divider_intervals(self) -> tuple[int, int, int]:
+        """Fewest cycles between two values of the three dividers: scores come every ch
+        cycles; each output lane gets a value every n cycles."""
+        return self._chunks, self._chunks, self._config.tokens
+
     def _divider_plans(self):
-        # Scores come every ch cycles; each output lane gets a value every n cycles.
-        intervals = (self._chunks, self._chunks, self._config.tokens)
-        return [divider_plan(q, i) for q, i in zip(self._quotient_bits, intervals)]
+        return [divider_plan(q, i) for q, i in zip(self._quotient_bits, self._divider_intervals)]
 
     @property
     def _quotient_bits(self) -> tuple[int, int, int]:
@@ -400,7 +401,7 @@ class AttentionHead(wiring.Component):
         lc, lx, lo = self.divider_latencies
         row_mac = n * ch
         softmax_latency = self._softmax_latency()
-        starts, sent = [], []
+        sent = []
         for r in range(n):
             # Row r's last score enters the softmax, its last count is taken by the MT at
             # the probabilities, and its probability row is complete three cycles later.
@@ -408,14 +409,10 @@ class AttentionHead(wiring.Component):
             complete = into_softmax + softmax_latency + 4
             if self._iterative_softmax:
                 complete += (n - 1) * self._config.q  # one count per q + 1 cycles
-            start = complete
-            if r >= 1:
-                start = max(start, starts[r - 1] + row_mac + 1)  # the output MAC is free
-            if r >= 1:
-                start = max(start, sent[r - 1] + 1)  # the output beat register is free
-            starts.append(start)
-            ready = start + row_mac + lo + 8
-            sent.append(ready if r == 0 else max(ready, sent[r - 1] + 1))
+            # The row's output MAC starts once the beat register is free (then the output MAC,
+            # which finished row_mac + lo + 8 cycles before, is free too).
+            start = complete if r == 0 else max(complete, sent[-1] + 1)
+            sent.append(start + row_mac + lo + 8)
         return sent
 
     @property
@@ -492,8 +489,7 @@ class AttentionHead(wiring.Component):
 
         up = levels_of(pos_scaled, ~negative)
         down = levels_of(neg_scaled, negative)
-        cw = L + 1
-        code = Signal(signed(cw), name=f"{name}_code")
+        code = Signal(signed(self.code_width), name=f"{name}_code")
         emit = Signal(signed(width), name=f"{name}_emit")
         log = Signal(self._log_layout(), name=f"{name}_log")
         m.d.comb += [
@@ -669,11 +665,12 @@ class AttentionHead(wiring.Component):
         # 2**(sh + 1)) / t) --------------------------------------------------------------
         last_tag = unsigned(1)
         # One score per ch cycles: the dividers are iterative when that leaves them the time.
-        qc, qx, qo = self._quotient_bits
-        m.submodules.div_c = div_c = _Divider(self._p_w, self._t_w + 1, last_tag, interval=ch,
-                                              quotient_bits=qc)
-        m.submodules.div_x = div_x = _Divider(self._z_w, self._t_w + 1, last_tag, interval=ch,
-                                              quotient_bits=qx)
+        (interval_c, interval_x, interval_o), (bits_c, bits_x, bits_o) = \
+            self._divider_intervals, self._quotient_bits
+        m.submodules.div_c = div_c = _Divider(self._p_w, self._t_w + 1, last_tag,
+                                              interval=interval_c, quotient_bits=bits_c)
+        m.submodules.div_x = div_x = _Divider(self._z_w, self._t_w + 1, last_tag,
+                                              interval=interval_x, quotient_bits=bits_x)
         # P is registered first: the accumulator's carry chain does not run into the divider.
         p_final = Signal(signed(self._p_w), reset_less=True)
         p_valid, p_last = Signal(), Signal(reset_less=True)
@@ -814,7 +811,8 @@ class AttentionHead(wiring.Component):
         written = Signal()
         for b in range(lanes):
             # One value per lane every n cycles (one chunk of the output MAC).
-            div = _Divider(self._p2_w, self._t_w + 1, lane_tag, interval=n, quotient_bits=qo)
+            div = _Divider(self._p2_w, self._t_w + 1, lane_tag, interval=interval_o,
+                           quotient_bits=bits_o)
             m.submodules[f"div_o{b}"] = div
             # P2 is registered first: the accumulator's carry chain does not run into the
             # divider.

@@ -44,7 +44,7 @@ from amaranth.utils import ceil_log2
 from golden.fixed import check_int
 from golden.si_exp import SIExpTable
 
-from .si_exp import SIExp, resolve_table
+from .si_exp import VARIANTS, SIExp, resolve_table
 from .si_norm import SINorm, check_norm_parameters
 
 __all__ = ["SpikingSoftmax"]
@@ -128,7 +128,7 @@ class SpikingSoftmax(wiring.Component):
         else:
             check_int("x_width", x_width, minimum=width, maximum=64)
         self._x_width = x_width
-        if variant not in ("unrolled", "iterative"):
+        if variant not in VARIANTS:
             raise ValueError(f"variant must be 'unrolled' or 'iterative', not {variant!r}")
         self._variant = variant
         self._n_max, self._N = n_max, N
