@@ -40,13 +40,13 @@ from typing import NamedTuple
 import torch
 from amaranth.lib import memory
 from amaranth.sim import Simulator
-from amaranth.utils import ceil_log2
 
 from golden.attention import attention_head, check_codes, random_codes
 from golden.energy import E_AC_PJ, E_MAC_PJ
-from golden.fixed import Format, check_int
+from golden.fixed import check_int
 
 from .cores.attention import AttentionHead
+from .cores.si_exp import table_rows
 
 __all__ = ["ENERGY_CORES", "E_AC_PJ", "E_MAC_PJ", "INT_ADD_PJ", "SRAM_ACCESS_PJ",
            "SRAM_ACCESS_BITS", "Operation", "add_energy_pj", "energy_table", "format_markdown",
@@ -124,15 +124,6 @@ def _naf_weight(value: int) -> int:
     return bin(value ^ (3 * value)).count("1")
 
 
-def _si_exp_row_bits(table) -> int:
-    """Word width of the iterative SI-exp's table memory (h, d and the two next thresholds;
-    :class:`hwgen.cores.si_exp.SIExp`)."""
-    K = table.K
-    nxt = [table.T[s + 1] if s + 1 < K else 0 for s in range(K)]
-    nxt_h = [nxt[s] + table.h[s] if s + 1 < K else 0 for s in range(K)]
-    return sum(Format.for_range(min(v), max(v)).width for v in (table.h, table.d, nxt, nxt_h))
-
-
 def head_operations(core) -> dict[str, Operation]:
     """Operations of ``core`` (an :class:`~hwgen.cores.attention.AttentionHead`) per time step.
 
@@ -189,15 +180,15 @@ def head_operations(core) -> dict[str, Operation]:
     """
     core = _check_core(core)
     c = core.config
-    n, d, lanes, K = c.tokens, c.head_dim, core.lanes, c.table.K
-    ch = -(-d // lanes)
+    n, lanes, K = c.tokens, core.lanes, c.table.K
+    ch = core.chunks
     w = core.widths
-    t_bits = max(1, c.time_steps.bit_length()) + 1  # the core's step counter t
+    t_bits = w["t (unsigned)"]
     step_bits = t_bits + 1  # a restoring step: the remainder (divisor width) and one more bit
     sm = core.softmax_core()
     sm._MustUse__silence = True  # built only for its parameters
     M, _ = c.score_constant
-    log_bits = 2 + max(1, ceil_log2(c.levels))  # a code inside the core: nonzero, sign, k
+    log_bits = w["stored code (unsigned)"]
     entries = n * n * ch * lanes  # MAC entries times lanes, per MAC
     outs = n * ch * lanes  # output values, padding dimensions included
 
@@ -271,7 +262,7 @@ def head_operations(core) -> dict[str, Operation]:
                      "softmax exponential rows"),
     }
     if sm.variant == "iterative":
-        mem["si_exp_rows"] = (_si_exp_row_bits(sm.table),
+        mem["si_exp_rows"] = (table_rows(sm.table)[0].size,
                               (n * n * K, "n²·K: one per SI-exp step"), (0, ""),
                               ("softmax.exp.rows",), "SI-exp table rows (iterative SI-exp)")
     for index, kind in enumerate(("read", "write")):
@@ -362,8 +353,7 @@ def measure_head(core, codes=None, *, density: float = 0.5, seed: int = 0) -> di
     probes += [div.i_valid & div.en for div in divs.values()]
     probes += [sm.i.valid & sm.i.ready, sm.o.valid & sm.o.ready]
 
-    beats = [{"q": q[t, tok].tolist(), "k": k[t, tok].tolist(), "v": v[t, tok].tolist(),
-              "first": int(t == 0)} for t in range(steps) for tok in range(n)]
+    beats = core.input_beats(q, k, v)
     got, first_accepts = [], []
     writes = dict.fromkeys(memories, 0)
     reads = dict.fromkeys(memories, 0)

@@ -243,13 +243,8 @@ def attention_selftest_vectors(core, heads: int = 4, seed: int = 1) -> SelfTestV
     inputs, expected = [], []
     for q, k, v in sets:
         out = attention_head(q, k, v, cfg).out
-        for t in range(T):
-            for token in range(n):
-                beat = {"q": q[t, token].tolist(), "k": k[t, token].tolist(),
-                        "v": v[t, token].tolist(), "first": int(t == 0)}
-                inputs.append(in_layout.const(beat).as_value().value)
-                expected.append(out_layout.const({"out": out[t, token].tolist(),
-                                                  "last": int(token == n - 1)}).as_value().value)
+        inputs += [in_layout.const(beat).as_value().value for beat in core.input_beats(q, k, v)]
+        expected += [out_layout.const(beat).as_value().value for beat in core.output_beats(out)]
     return SelfTestVectors(inputs, expected)
 
 

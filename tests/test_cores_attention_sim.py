@@ -146,6 +146,42 @@ def test_rejects_non_config():
         AttentionHead({"tokens": 4})
 
 
+def test_stream_beats_of_a_head():
+    """input_beats / output_beats follow the stream order the class documents."""
+    cfg = config()
+    core = AttentionHead(cfg)
+    (q, k, v), = make_heads(cfg, 1, seed=2, steps=[3])
+    assert core.input_beats(q, k, v) == head_beats(q, k, v)
+    out = attention_head(q, k, v, cfg).out
+    assert [(b["out"], b["last"]) for b in core.output_beats(out)] == expected(cfg, [(q, k, v)])
+
+
+def zeros(*shape, dtype=torch.int64):
+    return torch.zeros(shape, dtype=dtype)
+
+
+def with_code(codes, value):
+    codes[0, 0, 0] = value
+    return codes
+
+
+@pytest.mark.parametrize("q, k, v, error, message", [
+    (zeros(4, 4, 4, 1), zeros(4, 4, 4), zeros(4, 4, 4), ValueError,
+     r"^q must have shape \(steps, 4, 4\) with 1 <= steps <= 4, not \(4, 4, 4, 1\)$"),
+    (zeros(5, 4, 4), zeros(5, 4, 4), zeros(5, 4, 4), ValueError,
+     r"^q must have shape .* not \(5, 4, 4\)$"),
+    (zeros(2, 4, 4), with_code(zeros(2, 4, 4), 3), zeros(2, 4, 4), ValueError,
+     r"^k holds 3, which is not an MT code"),
+    (zeros(2, 4, 4), zeros(2, 4, 4, dtype=torch.float32), zeros(2, 4, 4), TypeError,
+     r"^k must be an integer tensor of MT codes, not torch.float32$"),
+    (zeros(2, 4, 4), zeros(3, 4, 4), zeros(3, 4, 4), ValueError,
+     r"^q, k and v must have one shape, not \(2, 4, 4\), \(3, 4, 4\), \(3, 4, 4\)$"),
+])
+def test_input_beats_rejects_bad_codes(q, k, v, error, message):
+    with pytest.raises(error, match=message):
+        AttentionHead(config()).input_beats(q, k, v)
+
+
 def test_registry():
     """Registered as "attention": the CLI sets lanes; the head itself is the default config."""
     assert [p.name for p in core_parameters("attention")] == ["lanes", "head"]

@@ -40,7 +40,7 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-from golden.attention import HeadConfig
+from golden.attention import HeadConfig, check_codes
 from golden.fixed import check_int
 
 from .softmax import SpikingSoftmax
@@ -338,7 +338,13 @@ class AttentionHead(wiring.Component):
         return {"SQ": self._sum_w["q"], "SK": self._sum_w["k"], "SV": self._sum_w["v"],
                 "SA": self._sum_w["a"], "P": self._p_w, "Y": self._y_w, "X": self._x_w,
                 "P2": self._p2_w, "C2": self._c2_w, "cum (unsigned)": self._cum_w, "V_s": self._vs_w,
-                "V_out": self._vo_w}
+                "V_out": self._vo_w, "t (unsigned)": self._t_w + 1,
+                "stored code (unsigned)": self._log_layout().size}
+
+    @property
+    def chunks(self) -> int:
+        """``ceil(head_dim / lanes)``: cycles per token beat in either MAC."""
+        return self._chunks
 
     @property
     def divider_widths(self) -> tuple[int, int, int]:
@@ -425,6 +431,30 @@ class AttentionHead(wiring.Component):
     def throughput(self) -> float:
         """Input beats (tokens) accepted per cycle for steps back to back: n / step_cycles."""
         return self._config.tokens / self.step_cycles()
+
+    def input_beats(self, q, k, v) -> list[dict]:
+        """Input payloads of one head from its MT codes ``q, k, v`` of shape (steps, tokens,
+        head_dim), steps <= time_steps: step major, token minor, ``first`` on step 0."""
+        c = self._config
+        codes = [check_codes(name, x, c.levels) for name, x in (("q", q), ("k", k), ("v", v))]
+        for name, x in zip("qkv", codes):
+            if x.dim() != 3 or x.shape[1:] != (c.tokens, c.head_dim) \
+                    or not 1 <= x.shape[0] <= c.time_steps:
+                raise ValueError(f"{name} must have shape (steps, {c.tokens}, {c.head_dim}) with "
+                                 f"1 <= steps <= {c.time_steps}, not {tuple(x.shape)}")
+        if not codes[0].shape == codes[1].shape == codes[2].shape:
+            raise ValueError(f"q, k and v must have one shape, not "
+                             f"{', '.join(str(tuple(x.shape)) for x in codes)}")
+        q, k, v = (x.tolist() for x in codes)
+        return [{"q": q[t][j], "k": k[t][j], "v": v[t][j], "first": int(t == 0)}
+                for t in range(len(q)) for j in range(c.tokens)]
+
+    def output_beats(self, out) -> list[dict]:
+        """Output payloads for the codes ``out`` of shape (steps, tokens, head_dim) that
+        :func:`golden.attention.attention_head` returns, in stream order."""
+        n = self._config.tokens
+        return [{"out": row, "last": int(j == n - 1)} for step in out.tolist()
+                for j, row in enumerate(step)]
 
     # -- datapath helpers --------------------------------------------------------------------
 

@@ -65,6 +65,23 @@ def _tagged(fields: dict, tag_width: int) -> data.StructLayout:
     return data.StructLayout({**fields, **({"tag": unsigned(tag_width)} if tag_width else {})})
 
 
+def table_rows(table: SIExpTable) -> tuple[data.StructLayout, list[dict]]:
+    """Layout and contents of the iterative variant's table memory, one row per step: row s
+    holds what step s needs, h[s] and d[s], and the two thresholds that decide the spike of
+    step s + 1, T[s + 1] and T[s + 1] + h[s] (both 0 in the last row, where they are unused)."""
+    K = table.K
+    nxt = [table.T[s + 1] if s + 1 < K else 0 for s in range(K)]
+    nxt_h = [nxt[s] + table.h[s] if s + 1 < K else 0 for s in range(K)]
+
+    def width(values):
+        return signed(Format.for_range(min(values), max(values)).width)
+
+    layout = data.StructLayout({"h": width(table.h), "d": width(table.d), "tn": width(nxt),
+                                "tnh": width(nxt_h)})
+    init = [{"h": table.h[s], "d": table.d[s], "tn": nxt[s], "tnh": nxt_h[s]} for s in range(K)]
+    return layout, init
+
+
 class SIExp(wiring.Component):
     """SI-exp neuron: ``out ≈ exp(x)`` by K steps of table-driven few-spikes dynamics.
 
@@ -232,19 +249,8 @@ class SIExp(wiring.Component):
     def _elaborate_iterative(self, m):
         t = self._table
         K = t.K
-        # Row s holds what step s needs: h[s] and d[s], and the two thresholds that decide
-        # the spike of step s + 1 (unused in the last row).
-        nxt = [t.T[s + 1] if s + 1 < K else 0 for s in range(K)]
-        nxt_h = [nxt[s] + t.h[s] if s + 1 < K else 0 for s in range(K)]
-
-        def width(values):
-            return signed(Format.for_range(min(values), max(values)).width)
-
-        row_layout = data.StructLayout({"h": width(t.h), "d": width(t.d), "tn": width(nxt),
-                                        "tnh": width(nxt_h)})
-        m.submodules.rows = rows = memory.Memory(
-            shape=row_layout, depth=K,
-            init=[{"h": t.h[s], "d": t.d[s], "tn": nxt[s], "tnh": nxt_h[s]} for s in range(K)])
+        row_layout, init = table_rows(t)
+        m.submodules.rows = rows = memory.Memory(shape=row_layout, depth=K, init=init)
         read = rows.read_port()
 
         # The read port and the fetch register form a two-row prefetch queue that advances
