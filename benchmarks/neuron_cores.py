@@ -12,13 +12,13 @@ ecp5-25f, zero DSPs.
 from __future__ import annotations
 
 import os
-import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
+import area_fmax
 import record  # puts the repository on sys.path; the shared command line and record
 
 from golden.if_neuron import if_neuron, if_neuron_float  # noqa: E402
@@ -26,36 +26,6 @@ from golden.mt_neuron import mt_neuron, mt_neuron_float  # noqa: E402
 from hwgen.cores import make_core  # noqa: E402
 
 TARGETS = {("if", "up5k"): 60.0, ("if", "ecp5-25f"): 150.0}
-
-
-def area_and_fmax(cores, devices, seeds, targets=TARGETS):
-    """Median Fmax over placer seeds and core-alone resources for each (name, params) core."""
-    from hwgen.report import report_core
-    rows = []
-    for core_name, params in cores:
-        for device in devices:
-            runs = [report_core(make_core(core_name, params), device, name=f"{core_name}_core",
-                                seed=s) for s in seeds]
-            fmax = [r["wrapper_place_and_route"]["fmax_mhz"] for r in runs]
-            row = {
-                "core": core_name, "params": params, "device": device, "seeds": list(seeds),
-                "fmax_mhz_median": statistics.median(fmax), "fmax_mhz_all": fmax,
-                "core_resources": runs[0]["core_synthesis"],
-                "wrapper_utilisation": runs[0]["wrapper_place_and_route"]["utilisation"],
-            }
-            target = targets.get((core_name, device))
-            if target is not None:
-                row["fmax_target_mhz"] = target
-                row["meets_target"] = row["fmax_mhz_median"] >= target
-            rows.append(row)
-            res = row["core_resources"]
-            print(f"{core_name:>8} {device:>9}: Fmax {row['fmax_mhz_median']:7.1f} MHz "
-                  f"(seeds {', '.join(f'{f:.1f}' for f in fmax)})"
-                  + (f", target {target:g}" if target else "")
-                  + f"; LUT {res['luts']} FF {res['flip_flops']} carry {res['carry']} "
-                    f"RAM {res['ram_blocks']} LUT-RAM {res['distributed_ram']} DSP {res['dsp']}",
-                  flush=True)
-    return rows
 
 
 def simulation_throughput():
@@ -109,14 +79,12 @@ def golden_throughput(T=32, neurons=1 << 16, repeats=3):
 
 def main(argv=None):
     p = record.parser(__file__, __doc__)
-    p.add_argument("--devices", nargs="+", default=["up5k", "ecp5-25f"],
-                   help="devices for area and Fmax")
-    p.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3], help="placer seeds")
-    p.add_argument("--skip-pnr", action="store_true", help="skip synthesis and place-and-route")
+    area_fmax.add_options(p)
     args = p.parse_args(argv)
     result = {}
     if not args.skip_pnr:
-        result["area_fmax"] = area_and_fmax([("if", {}), ("mt", {})], args.devices, args.seeds)
+        result["area_fmax"] = area_fmax.measure([("if", {}), ("mt", {})], args.devices,
+                                               args.seeds, TARGETS)
     result["simulation"] = simulation_throughput()
     result["golden"] = golden_throughput()
     record.write(p, args, argv, result)

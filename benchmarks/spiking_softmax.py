@@ -10,11 +10,11 @@ the softmax core at n = 16: >= 50 MHz on up5k and >= 150 MHz on ecp5-25f, no DSP
 
 from __future__ import annotations
 
+import area_fmax
 import record  # puts the repository on sys.path; the shared command line and record
 
 from golden.si_exp import SIExpTable, evaluate_table, shipped_tables  # noqa: E402
 from golden.softmax_eval import evaluate_softmax  # noqa: E402
-from neuron_cores import area_and_fmax  # noqa: E402
 
 TARGETS = {("softmax", "up5k"): 50.0, ("softmax", "ecp5-25f"): 150.0}
 
@@ -32,10 +32,7 @@ def si_exp_curve():
 
 def main(argv=None):
     p = record.parser(__file__, __doc__)
-    p.add_argument("--devices", nargs="+", default=["up5k", "ecp5-25f"],
-                   help="devices for area and Fmax")
-    p.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3], help="placer seeds")
-    p.add_argument("--skip-pnr", action="store_true", help="skip synthesis and place-and-route")
+    area_fmax.add_options(p)
     args = p.parse_args(argv)
     result = {"si_exp": si_exp_curve()}
     for rounding in ("round", "floor"):
@@ -48,8 +45,8 @@ def main(argv=None):
                   f"(strict {m['argmax_agreement_strict']:.2%}) row-sum error "
                   f"{m['row_sum_error']:.4f}", flush=True)
     if not args.skip_pnr:
-        result["area_fmax"] = area_and_fmax([("softmax", {"n_max": 16})], args.devices,
-                                            args.seeds, TARGETS)
+        result["area_fmax"] = area_fmax.measure([("softmax", {"n_max": 16})], args.devices,
+                                                args.seeds, TARGETS)
     record.write(p, args, argv, result)
 
 

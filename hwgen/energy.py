@@ -118,12 +118,6 @@ def _check_core(core) -> AttentionHead:
     return core
 
 
-def _naf_weight(value: int) -> int:
-    """Nonzero digits of the non-adjacent form of ``value > 0`` (the core's signed-digit
-    constant multiplier): the set bits of ``value XOR 3·value``."""
-    return bin(value ^ (3 * value)).count("1")
-
-
 def head_operations(core) -> dict[str, Operation]:
     """Operations of ``core`` (an :class:`~hwgen.cores.attention.AttentionHead`) per time step.
 
@@ -203,7 +197,7 @@ def head_operations(core) -> dict[str, Operation]:
                        "2·n²·ch·lanes running-sum adds SQ + Q, SK + K (recomputed per use)"),
         "score_div": (n * n * steps["c"], 1, step_bits,
                       f"n² divisions floor(P / t) × {steps['c']} restoring steps"),
-        "score_scale": (n * n, _naf_weight(M), w["Y"],
+        "score_scale": (n * n, len(core.score_constant_digits), w["Y"],
                         f"n² scalings C·M + (t << shift), M = {M}: one add per signed digit"),
         "scale_div": (n * n * steps["x"], 1, step_bits,
                       f"n² divisions floor(Z / t) × {steps['x']} restoring steps"),

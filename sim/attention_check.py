@@ -56,7 +56,7 @@ from golden.attention import HeadConfig, attention_head, random_codes
 from golden.si_exp import shipped_table
 
 from .payload import pack, unpack
-from .runner import VerilatorModel, run_plan, verilator_model
+from .runner import VerilatorModel, plan_segment, run_plan, verilator_model
 
 __all__ = ["Head", "AttentionCheck", "ParameterSet", "parameter_sets", "small_config",
            "make_heads", "digits_snn", "capture_digits_heads", "golden_outputs", "run_heads",
@@ -287,10 +287,10 @@ def _model_name(core) -> str:
 
 def _segment(inputs, outputs, steps, config, *, stalls, seed, reset_after=None,
              reset_at_end=False, record=False) -> dict:
-    return {"inputs": inputs, "outputs": outputs, "valid_prob": stalls[0],
-            "ready_prob": stalls[1], "seed": seed, "reset_after": reset_after,
-            "reset_at_end": reset_at_end, "skip_idle": True, "record_cycles": record,
-            "max_cycles": max(1, steps) * max_cycles_per_step(config)}
+    return plan_segment(inputs, outputs, valid_prob=stalls[0], ready_prob=stalls[1], seed=seed,
+                   reset_after=reset_after, reset_at_end=reset_at_end, skip_idle=True,
+                   record_cycles=record,
+                   max_cycles=max(1, steps) * max_cycles_per_step(config))
 
 
 def _compare(name: str, where: str, codec: _Codec, heads: list[Head], n: int,

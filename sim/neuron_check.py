@@ -15,7 +15,7 @@ from pathlib import Path
 from golden.stimulus import samples_for
 
 from .payload import pack, unpack
-from .runner import run_plan, verilator_model
+from .runner import plan_segment, run_plan, verilator_model
 
 __all__ = ["NeuronCheck", "check_neuron_core"]
 
@@ -26,13 +26,6 @@ class NeuronCheck:
     samples: int
     cycles_per_update: float
     cycles: int
-
-
-def _segment(inputs, outputs, *, valid_prob, ready_prob, seed, reset_after=None):
-    expected_cycles = len(inputs) / max(0.05, min(valid_prob, ready_prob))
-    return {"inputs": inputs, "outputs": outputs, "valid_prob": valid_prob,
-            "ready_prob": ready_prob, "seed": seed, "reset_after": reset_after,
-            "max_cycles": int(4 * expected_cycles) + 1000}
 
 
 def _first_mismatch(core, beats, expected, got):
@@ -62,11 +55,11 @@ def check_neuron_core(core, name: str, work_dir: Path, *, min_updates: int = 10_
     cut = rng.randrange(1, per_sample)
 
     segments = [
-        _segment(words, len(words), valid_prob=0.7, ready_prob=0.6, seed=seed),
-        _segment(words[:quick], quick, valid_prob=1.0, ready_prob=1.0, seed=seed + 1),
-        _segment(words[:per_sample], per_sample, valid_prob=0.8, ready_prob=0.8, seed=seed + 2,
-                 reset_after=cut),
-        _segment(words, len(words), valid_prob=0.5, ready_prob=0.3, seed=seed + 3),
+        plan_segment(words, len(words), valid_prob=0.7, ready_prob=0.6, seed=seed),
+        plan_segment(words[:quick], quick, valid_prob=1.0, ready_prob=1.0, seed=seed + 1),
+        plan_segment(words[:per_sample], per_sample, valid_prob=0.8, ready_prob=0.8,
+                     seed=seed + 2, reset_after=cut),
+        plan_segment(words, len(words), valid_prob=0.5, ready_prob=0.3, seed=seed + 3),
     ]
     results = run_plan(verilator_model(core, name), segments, work_dir)
 

@@ -34,7 +34,7 @@ from hwgen.verilog import emit
 
 from .tb_stream import PERIOD_NS
 
-__all__ = ["VerilatorModel", "verilator_model", "run_plan", "cache_root"]
+__all__ = ["VerilatorModel", "verilator_model", "plan_segment", "run_plan", "cache_root"]
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -151,6 +151,29 @@ def verilator_model(core, name: str, *, hdl_clock: bool = False) -> VerilatorMod
                 build_args=["-Wno-fatal", "-Wno-lint", "-Wno-style", *extra_args])
             (build_dir / "built").touch()
     return VerilatorModel(name, build_dir, core, hdl_clock)
+
+
+_SEGMENT_FLAGS = ("reset_at_end", "skip_idle", "record_cycles")
+
+
+def plan_segment(inputs: list[int], outputs: int, *, valid_prob: float = 1.0,
+                 ready_prob: float = 1.0, seed: int = 0, reset_after: int | None = None,
+                 max_cycles: int | None = None, cycles_per_input: float = 1, **flags) -> dict:
+    """One segment of a plan for :mod:`sim.tb_stream` (its docstring gives the fields).
+
+    Without ``max_cycles`` the budget is four times the cycles the inputs take under the
+    stalls (``cycles_per_input`` each when nothing stalls, divided by the smaller of the two
+    probabilities), plus 2,000 for the pipeline. ``flags`` are the optional boolean fields."""
+    unknown = set(flags) - set(_SEGMENT_FLAGS)
+    if unknown:
+        raise TypeError(f"unknown segment fields {sorted(unknown)}; the optional fields are "
+                        f"{', '.join(_SEGMENT_FLAGS)}")
+    if max_cycles is None:
+        expected = cycles_per_input * len(inputs) / max(0.05, min(valid_prob, ready_prob))
+        max_cycles = int(4 * expected) + 2000
+    return {"inputs": inputs, "outputs": outputs, "valid_prob": valid_prob,
+            "ready_prob": ready_prob, "seed": seed, "reset_after": reset_after,
+            "max_cycles": max_cycles, **flags}
 
 
 def run_plan(model: VerilatorModel, segments: list[dict], work_dir: Path, *,

@@ -27,7 +27,7 @@ from golden.si_exp import SIExpTable
 from golden.softmax import spiking_softmax
 
 from .payload import pack, unpack
-from .runner import run_plan, verilator_model
+from .runner import plan_segment, run_plan, verilator_model
 
 __all__ = ["StreamCheck", "make_test_table", "si_exp_inputs", "si_norm_inputs",
            "softmax_rows", "softmax_reference", "softmax_beats", "check_si_exp",
@@ -223,13 +223,6 @@ class StreamCheck:
     timing: dict = field(default_factory=dict)
 
 
-def _segment(inputs, outputs, *, valid_prob, ready_prob, seed, reset_after=None, slowness=1):
-    expected_cycles = slowness * len(inputs) / max(0.05, min(valid_prob, ready_prob))
-    return {"inputs": inputs, "outputs": outputs, "valid_prob": valid_prob,
-            "ready_prob": ready_prob, "seed": seed, "reset_after": reset_after,
-            "max_cycles": int(4 * expected_cycles) + 2000}
-
-
 def _compare(name, label, layout, beats, want, got, *, prefix=False):
     for n, (w, g) in enumerate(zip(want, got)):
         if w != g:
@@ -259,8 +252,8 @@ def _run(core, name, work_dir, beats, expected, *, reset_upto, reset_after, pres
     segments, wanted = [], []
     for n, (label, b, e, stalls) in enumerate(runs):
         wanted.append([pack(o_layout, o) for o in e])
-        segments.append(_segment([pack(i_layout, x) for x in b], len(e), seed=seed + n,
-                                 slowness=slowness, **stalls))
+        segments.append(plan_segment([pack(i_layout, x) for x in b], len(e), seed=seed + n,
+                                     cycles_per_input=slowness, **stalls))
     results = run_plan(verilator_model(core, name), segments, work_dir)
     checked = 0
     for (label, b, _, _), segment, want, result in zip(runs, segments, wanted, results):

@@ -125,13 +125,23 @@ def test_counts_by_hand():
 
 def test_score_constant_adds_are_its_signed_digits():
     # The core multiplies by M with one add per nonzero digit of its non-adjacent form.
-    from hwgen.cores.attention import _signed_digits
-    from hwgen.energy import _naf_weight
-    assert all(_naf_weight(m) == len(_signed_digits(m)) for m in range(1, 5000))
     for head in ("default", "digits"):
         core = AttentionHead(head=head)
         M, _ = core.config.score_constant
-        assert head_operations(core)["score_scale"].adds == len(_signed_digits(M))
+        digits = core.score_constant_digits
+        assert sum(sign << shift for sign, shift in digits) == M
+        shifts = [shift for _, shift in digits]
+        assert all(b - a >= 2 for a, b in zip(shifts, shifts[1:]))  # non-adjacent
+        assert head_operations(core)["score_scale"].adds == len(digits)
+
+
+def test_signed_digits_are_the_non_adjacent_form():
+    # The NAF has the fewest nonzero digits: as many as the set bits of value XOR 3·value.
+    from hwgen.cores.attention import _signed_digits
+    for m in range(1, 5000):
+        digits = _signed_digits(m)
+        assert sum(sign << shift for sign, shift in digits) == m
+        assert len(digits) == bin(m ^ (3 * m)).count("1")
 
 
 def test_energy_constants():

@@ -342,6 +342,13 @@ class AttentionHead(wiring.Component):
                 "stored code (unsigned)": self._log_layout().size}
 
     @property
+    def score_constant_digits(self) -> list[tuple[int, int]]:
+        """The score constant M (:attr:`HeadConfig.score_constant`) as the (sign, shift) digits
+        of its non-adjacent form: the core's multiplier adds or subtracts one shifted copy per
+        digit."""
+        return _signed_digits(self._M)
+
+    @property
     def chunks(self) -> int:
         """``ceil(head_dim / lanes)``: cycles per token beat in either MAC."""
         return self._chunks
@@ -541,7 +548,7 @@ class AttentionHead(wiring.Component):
     def _times_M(self, value):
         """``value · M`` as a signed-digit sum of shifted copies."""
         total = C(0, 1)
-        for sign, shift in _signed_digits(self._M):
+        for sign, shift in self.score_constant_digits:
             total = total + (value << shift) if sign > 0 else total - (value << shift)
         return total
 

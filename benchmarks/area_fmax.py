@@ -1,0 +1,50 @@
+"""Area and Fmax of cores for the benchmark scripts: ``hwgen.report.report_core`` over placer
+seeds, the median Fmax set against a target, and the command-line options that choose devices
+and seeds."""
+
+from __future__ import annotations
+
+import statistics
+
+import record  # noqa: F401 (puts the repository on sys.path)
+
+from hwgen.cores import make_core  # noqa: E402
+from hwgen.report import report_core  # noqa: E402
+
+
+def add_options(p) -> None:
+    """``--devices``, ``--seeds`` and ``--skip-pnr`` on parser ``p``."""
+    p.add_argument("--devices", nargs="+", default=["up5k", "ecp5-25f"],
+                   help="devices for area and Fmax")
+    p.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3], help="placer seeds")
+    p.add_argument("--skip-pnr", action="store_true", help="skip synthesis and place-and-route")
+
+
+def measure(cores, devices, seeds, targets):
+    """Median Fmax over placer ``seeds`` and core-alone resources for each (name, params) core
+    on each device; ``targets`` maps (name, device) to the Fmax (MHz) the median must reach."""
+    rows = []
+    for core_name, params in cores:
+        for device in devices:
+            runs = [report_core(make_core(core_name, params), device, name=f"{core_name}_core",
+                                seed=s) for s in seeds]
+            fmax = [r["wrapper_place_and_route"]["fmax_mhz"] for r in runs]
+            row = {
+                "core": core_name, "params": params, "device": device, "seeds": list(seeds),
+                "fmax_mhz_median": statistics.median(fmax), "fmax_mhz_all": fmax,
+                "core_resources": runs[0]["core_synthesis"],
+                "wrapper_utilisation": runs[0]["wrapper_place_and_route"]["utilisation"],
+            }
+            target = targets.get((core_name, device))
+            if target is not None:
+                row["fmax_target_mhz"] = target
+                row["meets_target"] = row["fmax_mhz_median"] >= target
+            rows.append(row)
+            res = row["core_resources"]
+            print(f"{core_name:>8} {device:>9}: Fmax {row['fmax_mhz_median']:7.1f} MHz "
+                  f"(seeds {', '.join(f'{f:.1f}' for f in fmax)})"
+                  + (f", target {target:g}" if target else "")
+                  + f"; LUT {res['luts']} FF {res['flip_flops']} carry {res['carry']} "
+                    f"RAM {res['ram_blocks']} LUT-RAM {res['distributed_ram']} DSP {res['dsp']}",
+                  flush=True)
+    return rows
