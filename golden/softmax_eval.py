@@ -23,12 +23,15 @@ from __future__ import annotations
 
 import torch
 
+from .fixed import check_int
 from .si_exp import SIExpTable, shipped_table
 from .softmax import spiking_softmax
 
 __all__ = ["LENGTHS", "SETTINGS", "evaluation_rows", "evaluate_softmax"]
 
 LENGTHS = (1, 2, 3, 4, 8, 16, 32, 64, 128, 197, 256)
+#: The set holds 7·len(LENGTHS)·rows_per_cell rows: 2.3 M at this bound.
+MAX_ROWS_PER_CELL = 30_000
 SETTINGS = {
     "sigmoid": {"scales": (1.0, 2.0, 4.0, 8.0), "range": (-1.0, 1.0), "subtract_max": False},
     "max": {"scales": (0.5, 1.0, 2.0), "range": (-8.0, 0.0), "subtract_max": True},
@@ -60,7 +63,13 @@ def _metrics(sums: dict) -> dict:
 def evaluate_softmax(K: int = 12, N: int = 256, rounding: str = "round",
                      rows_per_cell: int = 30, seed: int = 0,
                      tables: dict[str, SIExpTable] | None = None) -> dict:
-    """Metrics per setting and overall (see the module docstring)."""
+    """Metrics per setting and overall (see the module docstring). ``N`` is a power of two
+    (D6: ``N = 2**q``)."""
+    check_int("N", N, minimum=1, maximum=1 << 24)
+    if N & (N - 1):
+        raise ValueError(f"N must be a power of two (D6: N = 2**q), not {N}")
+    check_int("rows_per_cell", rows_per_cell, minimum=1, maximum=MAX_ROWS_PER_CELL)
+    check_int("seed", seed, minimum=0)
     result, overall = {}, None
     for setting, spec in SETTINGS.items():
         table = (tables or {}).get(setting) or shipped_table(K, *spec["range"])

@@ -114,6 +114,16 @@ def test_evaluate_softmax_reports_the_documented_keys():
         assert 0 <= r[setting]["argmax_agreement"] <= 1
 
 
+@pytest.mark.parametrize("args, message", [
+    (["--rows-per-cell", "0"], "rows_per_cell must be an integer from 1 to 30000, not 0"),
+    (["--N", "3"], "N must be a power of two (D6: N = 2**q), not 3"),
+    (["--seed", "-1"], "seed must be an integer greater than or equal to 0, not -1"),
+])
+def test_cli_softmax_eval_rejects_bad_options(args, message, capsys):
+    assert golden_main(["softmax", "eval", *args]) == 2
+    assert capsys.readouterr().err == f"error: {message}\n"
+
+
 def test_cli_si_exp_eval_on_a_table_file(tmp_path, capsys):
     path = tmp_path / "t.json"
     SIExpTable(Format(16, 12), Format(18, 14), -4096, 4096, (2048, 1024), (9000, 5000),
