@@ -151,7 +151,7 @@ def parser() -> argparse.ArgumentParser:
     p = Parser(prog="python -m golden", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     q = sub.add_parser("neuron", help="run an IF or MT neuron on an input sequence")
-    q.add_argument("neuron", choices=["if", "mt"])
+    q.add_argument("neuron", choices=["if", "mt"], help="neuron model")
     q.add_argument("--x", required=True,
                    help="input per step: one real value (held for T steps) or T comma-separated")
     q.add_argument("--T", type=int, default=8, help="time steps (default: 8)")
@@ -168,8 +168,9 @@ def parser() -> argparse.ArgumentParser:
         dest="action", required=True, metavar="ACTION")
     q = si.add_parser("fit", help="train a table (CMA-ES + integer polish)")
     q.add_argument("--K", type=int, required=True, help="time steps")
-    q.add_argument("--range", type=float, nargs=2, default=[-1.0, 1.0], metavar=("LO", "HI"))
-    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--range", type=float, nargs=2, default=[-1.0, 1.0], metavar=("LO", "HI"),
+                   help="input range the table covers (default: -1 1)")
+    q.add_argument("--seed", type=int, default=0, help="seed of the search (default: 0)")
     q.add_argument("--restarts", type=int, help="CMA-ES restarts (default: the trainer's)")
     q.add_argument("--kicks", type=int,
                    help="iterated-local-search rounds on the integer tables (default: the "
@@ -180,20 +181,25 @@ def parser() -> argparse.ArgumentParser:
     q = si.add_parser("eval", help="measure a table's integer model against exp")
     q.add_argument("--K", type=int, default=12, help="shipped table with K steps (default 12)")
     q.add_argument("--params", help="table file instead of a shipped table")
-    q.add_argument("--range", type=float, nargs=2, default=[-1.0, 1.0], metavar=("LO", "HI"))
-    q.add_argument("--points", type=int, default=10_000)
-    q.add_argument("--json", action="store_true")
+    q.add_argument("--range", type=float, nargs=2, default=[-1.0, 1.0], metavar=("LO", "HI"),
+                   help="range of the shipped table (default: -1 1)")
+    q.add_argument("--points", type=int, default=10_000,
+                   help="evenly spaced points of the range (default: 10000)")
+    q.add_argument("--json", action="store_true", help="print JSON")
     q.set_defaults(run=_si_exp_eval)
 
     sm = sub.add_parser("softmax", help="evaluate the spiking softmax").add_subparsers(
         dest="action", required=True, metavar="ACTION")
     q = sm.add_parser("eval", help="integer spiking softmax vs float softmax (golden.softmax_eval)")
-    q.add_argument("--K", type=int, default=12)
-    q.add_argument("--N", type=int, default=256, help="SI-norm input spikes (default 256)")
-    q.add_argument("--rounding", choices=["round", "floor"], default="round")
-    q.add_argument("--rows-per-cell", type=int, default=30)
-    q.add_argument("--seed", type=int, default=0)
-    q.add_argument("--json", action="store_true")
+    q.add_argument("--K", type=int, default=12, help="SI-exp steps of the shipped tables "
+                                                      "(default: 12)")
+    q.add_argument("--N", type=int, default=256, help="SI-norm input spikes (default: 256)")
+    q.add_argument("--rounding", choices=["round", "floor"], default="round",
+                   help="SI-norm rounding: v_init = Vth // 2 (round) or 0 (floor) (default: round)")
+    q.add_argument("--rows-per-cell", type=int, default=30,
+                   help="rows per (length, scale) of the evaluation set (default: 30)")
+    q.add_argument("--seed", type=int, default=0, help="seed of the evaluation set (default: 0)")
+    q.add_argument("--json", action="store_true", help="print JSON")
     q.set_defaults(run=_softmax_eval)
 
     q = sub.add_parser("plots", help="PNG plots: SI-exp error vs K; spiking vs float softmax")

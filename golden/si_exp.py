@@ -169,7 +169,9 @@ def si_exp_float(x, h, d, T, lo: float, hi: float) -> torch.Tensor:
 
 def evaluate_table(table: SIExpTable, points: int = 10_000, target=torch.exp) -> dict:
     """Error of the integer model against ``target`` on ``points`` evenly spaced reals of the
-    table's range (each quantised to the input format, compared with ``target`` of the real)."""
+    table's range (each quantised to the input format, compared with ``target`` of the real);
+    ``points`` from 2 to 10,000,000."""
+    check_int("points", points, minimum=2, maximum=10_000_000)
     lo, hi = table.range
     xr = torch.linspace(lo, hi, points, dtype=torch.float64)
     res = si_exp(table.input_format.quantise(xr), table)

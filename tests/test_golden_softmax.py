@@ -134,6 +134,13 @@ def test_cli_si_exp_eval_on_a_table_file(tmp_path, capsys):
     assert result["K"] == 2 and result["points"] == 10_000
 
 
+@pytest.mark.parametrize("points", ["1", "10000001"])
+def test_cli_si_exp_eval_rejects_bad_points(points, capsys):
+    assert golden_main(["si-exp", "eval", "--points", points]) == 2
+    assert capsys.readouterr().err == \
+        f"error: points must be an integer from 2 to 10000000, not {points}\n"
+
+
 def test_cli_missing_table_is_a_clear_error(capsys):
     assert golden_main(["si-exp", "eval", "--K", "3", "--range", "-2", "5"]) == 2
     assert "no shipped SI-exp table for K=3 on [-2, 5]" in capsys.readouterr().err
