@@ -288,9 +288,9 @@ def _model_name(core) -> str:
 def _segment(inputs, outputs, steps, config, *, stalls, seed, reset_after=None,
              reset_at_end=False, record=False) -> dict:
     return plan_segment(inputs, outputs, valid_prob=stalls[0], ready_prob=stalls[1], seed=seed,
-                   reset_after=reset_after, reset_at_end=reset_at_end, skip_idle=True,
-                   record_cycles=record,
-                   max_cycles=max(1, steps) * max_cycles_per_step(config))
+                        reset_after=reset_after, reset_at_end=reset_at_end, skip_idle=True,
+                        record_cycles=record,
+                        max_cycles=max(1, steps) * max_cycles_per_step(config))
 
 
 def _compare(name: str, where: str, codec: _Codec, heads: list[Head], n: int,

@@ -235,7 +235,7 @@ def _compare(name, label, layout, beats, want, got, *, prefix=False):
 
 
 def _run(core, name, work_dir, beats, expected, *, reset_upto, reset_after, pressure_upto,
-         timing, seed, slowness=1):
+         timing, seed, cycles_per_input=1):
     """Segments 1-3 on ``beats`` (the reset segment on the first ``reset_upto`` = (beats,
     outputs), the back-pressure one on the first ``pressure_upto``), then the no-stall
     ``timing`` segments (label -> (beats, expected)). Returns the outputs checked, the
@@ -253,7 +253,7 @@ def _run(core, name, work_dir, beats, expected, *, reset_upto, reset_after, pres
     for n, (label, b, e, stalls) in enumerate(runs):
         wanted.append([pack(o_layout, o) for o in e])
         segments.append(plan_segment([pack(i_layout, x) for x in b], len(e), seed=seed + n,
-                                     cycles_per_input=slowness, **stalls))
+                                     cycles_per_input=cycles_per_input, **stalls))
     results = run_plan(verilator_model(core, name), segments, work_dir)
     checked = 0
     for (label, b, _, _), segment, want, result in zip(runs, segments, wanted, results):
@@ -284,7 +284,7 @@ def check_si_exp(core, name: str, work_dir: Path, *, count: int = 10_000,
     pressure = len(beats) if core.throughput == 1 else 2000
     checked, cycles, t = _run(core, name, work_dir, beats, expected, reset_upto=(400, 400),
                               reset_after=cut, pressure_upto=(pressure, pressure),
-                              timing=timing, seed=seed, slowness=1 / core.throughput)
+                              timing=timing, seed=seed, cycles_per_input=1 / core.throughput)
     return StreamCheck(vectors, checked, cycles, {
         "latency": _beat_timing(t["one beat"], 1)["first_in_to_last_out"],
         "cycles_per_beat": _beat_timing(t["64 beats"], 64)["cycles_per_beat"]})
