@@ -187,7 +187,11 @@ def _range_tag(lo: float, hi: float) -> str:
 
 
 def shipped_tables() -> list[Path]:
-    return sorted(TABLE_DIR.glob("si_exp_*.json"))
+    """Paths of the shipped tables, by range and then by K."""
+    def key(path: Path):
+        K, _, tag = path.stem.removeprefix("si_exp_k").partition("_")
+        return tag, int(K)
+    return sorted(TABLE_DIR.glob("si_exp_k*.json"), key=key)
 
 
 def shipped_table(K: int, lo: float = -1.0, hi: float = 1.0) -> SIExpTable:
