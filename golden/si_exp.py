@@ -196,7 +196,7 @@ def shipped_tables() -> list[Path]:
 
 def shipped_table(K: int, lo: float = -1.0, hi: float = 1.0) -> SIExpTable:
     """The trained table for K steps on [lo, hi] that ships with the package."""
-    path = TABLE_DIR / f"si_exp_k{K}_{_range_tag(lo, hi)}.json"
+    path = table_path(K, lo, hi)
     if not path.exists():
         have = ", ".join(p.stem for p in shipped_tables()) or "none"
         raise ValueError(f"no shipped SI-exp table for K={K} on [{lo:g}, {hi:g}]; shipped: {have}"

@@ -13,13 +13,23 @@ import torch
 
 from .fixed import check_int
 
-__all__ = ["ROUNDINGS", "si_norm", "si_norm_spiking"]
+__all__ = ["ROUNDINGS", "MAX_N", "check_power_of_two_N", "si_norm", "si_norm_spiking"]
 
 ROUNDINGS = ("floor", "round")
+MAX_N = 1 << 24  #: the most input spikes (the closed form's widths stay far below 64 bits)
+
+
+def check_power_of_two_N(N: int) -> int:
+    """Check ``N`` as D6 has it for the softmax and the cores, ``N = 2**q`` from 1 to
+    :data:`MAX_N`; return q. (:func:`si_norm` itself takes any N from 1.)"""
+    check_int("N", N, minimum=1, maximum=MAX_N)
+    if N & (N - 1):
+        raise ValueError(f"N must be a power of two from 1 to {MAX_N}, not {N}")
+    return N.bit_length() - 1
 
 
 def _check(e: torch.Tensor, N: int, rounding: str) -> torch.Tensor:
-    check_int("N", N, minimum=1, maximum=1 << 24)
+    check_int("N", N, minimum=1, maximum=MAX_N)
     if rounding not in ROUNDINGS:
         raise ValueError(f"rounding must be one of {', '.join(ROUNDINGS)}, not {rounding!r}")
     e = torch.as_tensor(e)

@@ -25,6 +25,7 @@ import torch
 
 from .fixed import check_int
 from .si_exp import SIExpTable, shipped_table
+from .si_norm import check_power_of_two_N
 from .softmax import spiking_softmax
 
 __all__ = ["LENGTHS", "SETTINGS", "evaluation_rows", "evaluate_softmax"]
@@ -65,9 +66,7 @@ def evaluate_softmax(K: int = 12, N: int = 256, rounding: str = "round",
                      tables: dict[str, SIExpTable] | None = None) -> dict:
     """Metrics per setting and overall (see the module docstring). ``N`` is a power of two
     (D6: ``N = 2**q``)."""
-    check_int("N", N, minimum=1, maximum=1 << 24)
-    if N & (N - 1):
-        raise ValueError(f"N must be a power of two (D6: N = 2**q), not {N}")
+    check_power_of_two_N(N)
     check_int("rows_per_cell", rows_per_cell, minimum=1, maximum=MAX_ROWS_PER_CELL)
     check_int("seed", seed, minimum=0)
     result, overall = {}, None

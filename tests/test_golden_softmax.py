@@ -116,7 +116,7 @@ def test_evaluate_softmax_reports_the_documented_keys():
 
 @pytest.mark.parametrize("args, message", [
     (["--rows-per-cell", "0"], "rows_per_cell must be an integer from 1 to 30000, not 0"),
-    (["--N", "3"], "N must be a power of two (D6: N = 2**q), not 3"),
+    (["--N", "3"], "N must be a power of two from 1 to 16777216, not 3"),
     (["--seed", "-1"], "seed must be an integer greater than or equal to 0, not -1"),
 ])
 def test_cli_softmax_eval_rejects_bad_options(args, message, capsys):

@@ -30,7 +30,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from golden.fixed import check_int
-from golden.si_norm import ROUNDINGS
+from golden.si_norm import ROUNDINGS, check_power_of_two_N
 
 __all__ = ["SINorm", "VARIANTS", "check_norm_parameters"]
 
@@ -39,12 +39,10 @@ VARIANTS = ("pipelined", "iterative")
 
 def check_norm_parameters(N: int, rounding: str) -> int:
     """Validate N (a power of two, 1 to 2**24) and rounding; return q = log2(N)."""
-    check_int("N", N, minimum=1, maximum=1 << 24)
-    if N & (N - 1):
-        raise ValueError(f"N must be a power of two from 1 to {1 << 24}, not {N}")
+    q = check_power_of_two_N(N)
     if rounding not in ROUNDINGS:
         raise ValueError(f"rounding must be one of {', '.join(ROUNDINGS)}, not {rounding!r}")
-    return N.bit_length() - 1
+    return q
 
 
 def _tagged(fields: dict, tag_width: int) -> data.StructLayout:

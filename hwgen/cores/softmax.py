@@ -129,7 +129,7 @@ class SpikingSoftmax(wiring.Component):
             check_int("x_width", x_width, minimum=width, maximum=64)
         self._x_width = x_width
         if variant not in VARIANTS:
-            raise ValueError(f"variant must be 'unrolled' or 'iterative', not {variant!r}")
+            raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, not {variant!r}")
         self._variant = variant
         self._n_max, self._N = n_max, N
         self._subtract_max, self._rounding = subtract_max, rounding
