@@ -1,9 +1,11 @@
 """Command-line conventions shared by ``python -m golden`` and ``python -m hwgen``: options are
-spelled out in full, and a bad argument is one line ``error: ...`` with exit status 2."""
+spelled out in full, a bad argument is one line ``error: ...`` with exit status 2, and a reader
+that stops early (``| head``) ends the command quietly."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 __all__ = ["Parser", "run"]
@@ -25,4 +27,9 @@ def run(parser: argparse.ArgumentParser, argv=None) -> int:
     except (ValueError, TypeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # Python's documented recipe: point stdout at /dev/null so that the flush at exit
+        # cannot raise again, and stop with status 1 instead of a traceback.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     return 0

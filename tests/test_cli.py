@@ -1,6 +1,9 @@
 """The two command lines' argument handling: options are never guessed from abbreviations, bad
 values are named in the error, and every check comes before long work (training, emission)."""
 
+import subprocess
+import sys
+
 import pytest
 
 from golden.__main__ import main as golden_main
@@ -56,3 +59,18 @@ def test_si_exp_fit_refuses_an_existing_file_before_training(tmp_path, capsys):
     assert golden_main(["si-exp", "fit", "--K", "8", "-o", str(existing)]) == 2
     assert "exists; pass --force" in capsys.readouterr().err
     assert existing.read_text() == "{}"
+
+
+def test_a_reader_that_stops_early_ends_the_command_quietly():
+    # 10 MB is far more than a pipe holds, so the writer must meet the closed pipe.
+    writer = ("import sys; from golden.cli import Parser, run; p = Parser(); "
+              "p.set_defaults(run=lambda args: [print('x' * 99) for _ in range(100_000)]); "
+              "sys.exit(run(p, []))")
+    process = subprocess.Popen([sys.executable, "-c", writer], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+    assert process.stdout.readline() == b"x" * 99 + b"\n"
+    process.stdout.close()
+    status = process.wait(timeout=60)
+    stderr = process.stderr.read().decode()
+    process.stderr.close()
+    assert (status, stderr) == (1, "")
