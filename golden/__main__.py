@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from .cli import Parser, run
+from .cli import Parser, output_file, run
 from .fixed import Format
 from .if_neuron import IFConfig, if_neuron, if_neuron_float
 from .mt_neuron import MTConfig, mt_decode, mt_neuron, mt_neuron_float
@@ -175,7 +175,8 @@ def parser() -> argparse.ArgumentParser:
     q.add_argument("--kicks", type=int,
                    help="iterated-local-search rounds on the integer tables (default: the "
                         "trainer's)")
-    q.add_argument("-o", "--output", help="table file (default: the shipped table's path)")
+    q.add_argument("-o", "--output", type=output_file,
+                   help="table file (default: the shipped table's path)")
     q.add_argument("--force", action="store_true", help="overwrite an existing file")
     q.set_defaults(run=_si_exp_fit)
     q = si.add_parser("eval", help="measure a table's integer model against exp")

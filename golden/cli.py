@@ -7,8 +7,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
-__all__ = ["Parser", "run"]
+__all__ = ["Parser", "output_file", "run"]
 
 
 class Parser(argparse.ArgumentParser):
@@ -17,6 +18,25 @@ class Parser(argparse.ArgumentParser):
 
     def __init__(self, **kwargs):
         super().__init__(allow_abbrev=False, **kwargs)
+
+
+def output_file(value: str) -> Path:
+    """``type=`` of an option that names a file to write. Its folder is made at parse time, so
+    that a path that cannot be written fails at once, not after the long work it would hold."""
+    path = Path(value)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{value} is a folder; give a file name")
+    nearest = next(folder for folder in path.parents if folder.exists())
+    if not nearest.is_dir():
+        raise argparse.ArgumentTypeError(f"{nearest} is not a folder, so {value} cannot be made")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise argparse.ArgumentTypeError(f"cannot make the folder of {value}: "
+                                         f"{error.strerror or error}") from None
+    if not os.access(path.parent, os.W_OK):
+        raise argparse.ArgumentTypeError(f"cannot write to the folder of {value}")
+    return path
 
 
 def run(parser: argparse.ArgumentParser, argv=None) -> int:

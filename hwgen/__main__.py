@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from golden.cli import Parser, run
+from golden.cli import Parser, output_file, run
 
 
 def _cores(args):
@@ -114,7 +114,8 @@ def parser() -> argparse.ArgumentParser:
 
     q = sub.add_parser("verilog", help="emit a core's Verilog")
     core_args(q)
-    q.add_argument("-o", "--output", help="file to write (default: standard output)")
+    q.add_argument("-o", "--output", type=output_file,
+                   help="file to write (default: standard output)")
     q.add_argument("--name", help="Verilog module name (default: CORE_core)")
     q.set_defaults(run=_verilog)
 
@@ -122,7 +123,7 @@ def parser() -> argparse.ArgumentParser:
     core_args(q)
     q.add_argument("--device", default="up5k", help="target device (default: up5k)")
     q.add_argument("--seed", type=int, default=1, help="placer seed (default: 1)")
-    q.add_argument("--json", metavar="FILE", help="also write the JSON to FILE")
+    q.add_argument("--json", metavar="FILE", type=output_file, help="also write the JSON to FILE")
     q.set_defaults(run=_report)
 
     sub.add_parser("boards", help="list the supported boards").set_defaults(run=_boards)
@@ -144,7 +145,8 @@ def parser() -> argparse.ArgumentParser:
     q.add_argument("--measure", action="store_true",
                    help="measure the cycles per step by running one head in the Amaranth "
                         "simulator (seconds for the default head, about 30 s for digits)")
-    q.add_argument("--json", metavar="FILE", help="also write the table as JSON to FILE")
+    q.add_argument("--json", metavar="FILE", type=output_file,
+                   help="also write the table as JSON to FILE")
     q.set_defaults(run=_energy)
     return p
 

@@ -74,3 +74,27 @@ def test_a_reader_that_stops_early_ends_the_command_quietly():
     stderr = process.stderr.read().decode()
     process.stderr.close()
     assert (status, stderr) == (1, "")
+
+
+def test_an_output_file_gets_its_folder(tmp_path):
+    out = tmp_path / "new" / "folder" / "if.v"
+    assert hwgen_main(["verilog", "if", "--param", "neurons=2", "-o", str(out)]) == 0
+    assert "\nmodule if_core(" in out.read_text()
+
+
+@pytest.mark.parametrize("main, argv", [
+    (hwgen_main, ["verilog", "if", "-o"]),
+    (hwgen_main, ["report", "if", "--json"]),
+    (hwgen_main, ["energy", "attention", "--json"]),
+    (golden_main, ["si-exp", "fit", "--K", "2", "--range", "-1", "1", "-o"]),
+])
+def test_an_output_file_that_cannot_be_written_is_refused_before_work(main, argv, tmp_path,
+                                                                        capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    for path, message in [(tmp_path, "is a folder"),
+                          (blocker / "out.json", "a_file is not a folder")]:
+        with pytest.raises(SystemExit) as stop:
+            main([*argv, str(path)])
+        assert stop.value.code == 2
+        assert message in capsys.readouterr().err
