@@ -103,8 +103,16 @@ def _si_exp_fit(args):
 
 def _si_exp_eval(args):
     from .si_exp import SIExpTable, evaluate_table, shipped_table
-    lo, hi = args.range
-    table = SIExpTable.load(args.params) if args.params else shipped_table(args.K, lo, hi)
+    if args.params is None:
+        table = shipped_table(args.K or 12, *(args.range or (-1.0, 1.0)))
+    else:
+        table = SIExpTable.load(args.params)
+        if args.K is not None and args.K != table.K:
+            raise ValueError(f"--K {args.K} differs from K = {table.K} of {args.params}")
+        if args.range is not None and tuple(args.range) != table.range:
+            raise ValueError(f"--range {args.range[0]:g} {args.range[1]:g} differs from the "
+                             f"range [{table.range[0]:g}, {table.range[1]:g}] of {args.params}; "
+                             f"a table is measured on its own range")
     result = evaluate_table(table, args.points)
     result["input_format"], result["output_format"] = str(table.input_format), \
         str(table.output_format)
@@ -180,10 +188,11 @@ def parser() -> argparse.ArgumentParser:
     q.add_argument("--force", action="store_true", help="overwrite an existing file")
     q.set_defaults(run=_si_exp_fit)
     q = si.add_parser("eval", help="measure a table's integer model against exp")
-    q.add_argument("--K", type=int, default=12, help="shipped table with K steps (default 12)")
+    q.add_argument("--K", type=int, help="shipped table with K steps (default 12)")
     q.add_argument("--params", help="table file instead of a shipped table")
-    q.add_argument("--range", type=float, nargs=2, default=[-1.0, 1.0], metavar=("LO", "HI"),
-                   help="range of the shipped table (default: -1 1)")
+    q.add_argument("--range", type=float, nargs=2, metavar=("LO", "HI"),
+                   help="range of the shipped table (default: -1 1); with --params, the "
+                        "table's own range")
     q.add_argument("--points", type=int, default=10_000,
                    help="evenly spaced points of the range (default: 10000)")
     q.add_argument("--json", action="store_true", help="print JSON")

@@ -128,8 +128,14 @@ class SIExpTable:
 
     @classmethod
     def from_json(cls, data: dict) -> "SIExpTable":
-        if data.get("format") != "hwgen-si-exp-table/1":
-            raise ValueError(f"not an SI-exp table (format {data.get('format')!r})")
+        if not isinstance(data, dict) or data.get("format") != "hwgen-si-exp-table/1":
+            found = data.get("format") if isinstance(data, dict) else type(data).__name__
+            raise ValueError(f"not an SI-exp table (format {found!r}, expected "
+                             f"'hwgen-si-exp-table/1')")
+        missing = [key for key in ("input_format", "output_format", "lo", "hi", "h", "d", "T")
+                   if key not in data]
+        if missing:
+            raise ValueError(f"SI-exp table lacks {', '.join(missing)}")
         return cls(Format(**data["input_format"]), Format(**data["output_format"]), data["lo"],
                    data["hi"], tuple(data["h"]), tuple(data["d"]), tuple(data["T"]),
                    data.get("info", {}))
@@ -139,7 +145,17 @@ class SIExpTable:
 
     @classmethod
     def load(cls, path) -> "SIExpTable":
-        return cls.from_json(json.loads(Path(path).read_text()))
+        """Read a table file; a missing or malformed file raises ValueError naming it."""
+        try:
+            data = json.loads(Path(path).read_text())
+        except OSError as error:
+            raise ValueError(f"cannot read SI-exp table {path}: {error.strerror}") from None
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise ValueError(f"SI-exp table {path} is not JSON ({error})") from None
+        try:
+            return cls.from_json(data)
+        except (ValueError, TypeError) as error:
+            raise ValueError(f"{path}: {error}") from None
 
 
 def si_exp(x, table: SIExpTable) -> SIExpResult:

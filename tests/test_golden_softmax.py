@@ -134,6 +134,26 @@ def test_cli_si_exp_eval_on_a_table_file(tmp_path, capsys):
     assert result["K"] == 2 and result["points"] == 10_000
 
 
+@pytest.mark.parametrize("content, extra, message", [
+    (None, [], "cannot read SI-exp table {path}: No such file or directory"),
+    ("# not json", [], "SI-exp table {path} is not JSON (Expecting value"),
+    ("[1, 2]", [], "{path}: not an SI-exp table (format 'list', expected"),
+    ('{"format": "hwgen-si-exp-table/1", "h": [1]}', [],
+     "{path}: SI-exp table lacks input_format, output_format, lo, hi, d, T"),
+    ("table", ["--K", "3"], "--K 3 differs from K = 2 of {path}"),
+    ("table", ["--range", "-8", "0"], "--range -8 0 differs from the range [-1, 1] of {path}"),
+])
+def test_cli_si_exp_eval_names_a_bad_table_file(content, extra, message, tmp_path, capsys):
+    path = tmp_path / "t.json"
+    if content == "table":
+        SIExpTable(Format(16, 12), Format(18, 14), -4096, 4096, (2048, 1024), (9000, 5000),
+                   (0, 0)).save(path)
+    elif content is not None:
+        path.write_text(content)
+    assert golden_main(["si-exp", "eval", "--params", str(path), *extra]) == 2
+    assert capsys.readouterr().err.startswith("error: " + message.format(path=path))
+
+
 @pytest.mark.parametrize("points", ["1", "10000001"])
 def test_cli_si_exp_eval_rejects_bad_points(points, capsys):
     assert golden_main(["si-exp", "eval", "--points", points]) == 2
