@@ -14,6 +14,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from golden.cli import output_file  # noqa: E402  (needs the path above)
+
 
 def parser(script: str, doc: str) -> argparse.ArgumentParser:
     """The parser of benchmark ``script`` (its ``__file__``), described by the first paragraph
@@ -24,15 +26,14 @@ def parser(script: str, doc: str) -> argparse.ArgumentParser:
                                 allow_abbrev=False,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--out", default=str(REPO / "build" / "benchmarks" / f"{name}.json"),
-                   help="JSON file to write")
+                   type=output_file, help="JSON file to write")
     return p
 
 
 def write(p: argparse.ArgumentParser, args: argparse.Namespace, argv, result: dict) -> None:
     """Write ``result`` to ``args.out``, headed by the command line (``argv``, or the process's
     arguments when it is None)."""
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out = Path(args.out)  # its folder was made when the command line was parsed
     command = " ".join([p.prog, *(sys.argv[1:] if argv is None else argv)])
     out.write_text(json.dumps({"command": command, **result}, indent=2) + "\n")
     print(f"wrote {out}")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from .cli import Parser, output_file, run
+from .cli import Parser, output_file, output_folder, run
 from .fixed import Format
 from .if_neuron import IFConfig, if_neuron, if_neuron_float
 from .mt_neuron import MTConfig, mt_decode, mt_neuron, mt_neuron_float
@@ -213,7 +213,8 @@ def parser() -> argparse.ArgumentParser:
     q.set_defaults(run=_softmax_eval)
 
     q = sub.add_parser("plots", help="PNG plots: SI-exp error vs K; spiking vs float softmax")
-    q.add_argument("--out", default="build/plots", help="folder (default build/plots)")
+    q.add_argument("--out", default="build/plots", type=output_folder,
+                   help="folder (default build/plots)")
     q.set_defaults(run=_plots)
 
     q = sub.add_parser("vit-digits", help="convert the digits ViT: accuracy vs t, energy")
@@ -232,7 +233,8 @@ def parser() -> argparse.ArgumentParser:
     q.add_argument("--checkpoint", default=".cache/vit_digits.pt",
                    help="trained ViT; trained and saved there when missing")
     q.add_argument("--limit", type=int, help="only the first LIMIT test images")
-    q.add_argument("--out", default="build/vit_digits", help="folder for JSON and PNG")
+    q.add_argument("--out", default="build/vit_digits", type=output_folder,
+                   help="folder for JSON and PNG")
     q.add_argument("--json", action="store_true", help="print the JSON result")
     q.add_argument("--quiet", action="store_true", help="no progress bars")
     q.add_argument("--progress", action="store_true", help="progress bars even when piped")

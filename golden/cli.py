@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-__all__ = ["Parser", "output_file", "run"]
+__all__ = ["Parser", "output_file", "output_folder", "run"]
 
 
 class Parser(argparse.ArgumentParser):
@@ -26,17 +26,28 @@ def output_file(value: str) -> Path:
     path = Path(value)
     if path.is_dir():
         raise argparse.ArgumentTypeError(f"{value} is a folder; give a file name")
-    nearest = next(folder for folder in path.parents if folder.exists())
-    if not nearest.is_dir():
-        raise argparse.ArgumentTypeError(f"{nearest} is not a folder, so {value} cannot be made")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise argparse.ArgumentTypeError(f"cannot make the folder of {value}: "
-                                         f"{error.strerror or error}") from None
-    if not os.access(path.parent, os.W_OK):
-        raise argparse.ArgumentTypeError(f"cannot write to the folder of {value}")
+    _make_folder(path.parent)
     return path
+
+
+def output_folder(value: str) -> Path:
+    """``type=`` of an option that names a folder to write into; made at parse time."""
+    path = Path(value)
+    _make_folder(path)
+    return path
+
+
+def _make_folder(folder: Path) -> None:
+    nearest = next(f for f in (folder, *folder.parents) if f.exists())
+    if not nearest.is_dir():
+        raise argparse.ArgumentTypeError(f"{nearest} exists and is not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise argparse.ArgumentTypeError(f"cannot make folder {folder}: "
+                                         f"{error.strerror or error}") from None
+    if not os.access(folder, os.W_OK):
+        raise argparse.ArgumentTypeError(f"cannot write to folder {folder}")
 
 
 def run(parser: argparse.ArgumentParser, argv=None) -> int:

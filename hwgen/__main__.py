@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from golden.cli import Parser, output_file, run
+from golden.cli import Parser, output_file, output_folder, run
 
 
 def _cores(args):
@@ -131,7 +131,7 @@ def parser() -> argparse.ArgumentParser:
     q = sub.add_parser("build", help="build a board bitstream with a self-testing design")
     q.add_argument("--board", default="icebreaker", help="board name (default: icebreaker)")
     q.add_argument("--design", default="if-selftest", help="design (default: if-selftest)")
-    q.add_argument("--out", help="output folder (default: build/BOARD-DESIGN)")
+    q.add_argument("--out", type=output_folder, help="output folder (default: build/BOARD-DESIGN)")
     q.add_argument("--seed", type=int, default=1, help="placer seed (default: 1)")
     q.set_defaults(run=_build)
 

@@ -93,8 +93,24 @@ def test_an_output_file_that_cannot_be_written_is_refused_before_work(main, argv
     blocker = tmp_path / "a_file"
     blocker.write_text("")
     for path, message in [(tmp_path, "is a folder"),
-                          (blocker / "out.json", "a_file is not a folder")]:
+                          (blocker / "out.json", "a_file exists and is not a folder")]:
         with pytest.raises(SystemExit) as stop:
             main([*argv, str(path)])
         assert stop.value.code == 2
         assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("main, argv", [
+    (hwgen_main, ["build", "--out"]),
+    (golden_main, ["plots", "--out"]),
+    (golden_main, ["vit-digits", "--out"]),
+])
+def test_an_output_folder_that_cannot_be_made_is_refused_before_work(main, argv, tmp_path,
+                                                                      capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    for path in (blocker, blocker / "sub"):
+        with pytest.raises(SystemExit) as stop:
+            main([*argv, str(path)])
+        assert stop.value.code == 2
+        assert "a_file exists and is not a folder" in capsys.readouterr().err
