@@ -121,7 +121,11 @@ class Format:
 
     def quantise_scalar(self, name: str, x: float) -> int:
         """Quantise one real parameter; raise if it falls outside the format instead of saturating."""
-        q = math.floor(float(x) * 2.0 ** self.frac + 0.5)
-        if not self.min_int <= q <= self.max_int:
+        if not math.isfinite(float(x)):
+            raise ValueError(f"{name} = {x} is not a finite number; format {self} holds "
+                             f"{self.min} to {self.max}")
+        scaled = float(x) * 2.0 ** self.frac  # inf for reals far outside any format
+        q = math.floor(scaled + 0.5) if math.isfinite(scaled) else None
+        if q is None or not self.min_int <= q <= self.max_int:
             raise ValueError(f"{name} = {x} is outside format {self} ({self.min} to {self.max})")
         return q

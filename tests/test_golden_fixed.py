@@ -1,3 +1,5 @@
+import re
+
 import pytest
 import torch
 from hypothesis import given, strategies as st
@@ -48,6 +50,16 @@ def test_quantise_scalar_refuses_to_saturate():
     with pytest.raises(ValueError, match="threshold = 9.0 is outside format s8.4"):
         Format(8, 4).quantise_scalar("threshold", 9.0)
     assert Format(8, 4).quantise_scalar("threshold", 1.03) == 16
+
+
+@pytest.mark.parametrize("value, message", [
+    (float("nan"), "x = nan is not a finite number"),
+    (float("-inf"), "x = -inf is not a finite number"),
+    (1e308, "x = 1e+308 is outside format s8.4"),  # overflows once scaled
+])
+def test_quantise_scalar_names_non_finite_and_huge_values(value, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        Format(8, 4).quantise_scalar("x", value)
 
 
 @given(st.integers(-10**6, 10**6), st.integers(0, 10**6))
