@@ -4,19 +4,31 @@ and seeds."""
 
 from __future__ import annotations
 
+import argparse
 import statistics
 
 import record  # noqa: F401 (puts the repository on sys.path)
 
+from golden.fixed import check_int  # noqa: E402
 from hwgen.cores import make_core  # noqa: E402
-from hwgen.report import report_core  # noqa: E402
+from hwgen.report import DEVICES, MAX_PLACER_SEED, report_core  # noqa: E402
+
+
+def placer_seed(value: str) -> int:
+    """``type=`` of a placer-seed option, with ``hwgen.report``'s range."""
+    try:
+        return check_int("placer seed", int(value), minimum=0, maximum=MAX_PLACER_SEED)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"placer seeds are integers from 0 to "
+                                         f"{MAX_PLACER_SEED}, not {value!r}") from None
 
 
 def add_options(p) -> None:
     """``--devices``, ``--seeds`` and ``--skip-pnr`` on parser ``p``."""
-    p.add_argument("--devices", nargs="+", default=["up5k", "ecp5-25f"],
+    p.add_argument("--devices", nargs="+", default=["up5k", "ecp5-25f"], choices=list(DEVICES),
                    help="devices for area and Fmax")
-    p.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3], help="placer seeds")
+    p.add_argument("--seeds", nargs="+", type=placer_seed, default=[1, 2, 3],
+                   help="placer seeds")
     p.add_argument("--skip-pnr", action="store_true", help="skip synthesis and place-and-route")
 
 

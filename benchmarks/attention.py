@@ -18,11 +18,13 @@ from __future__ import annotations
 import math
 
 import record  # puts the repository on sys.path; the shared command line and record
+from area_fmax import placer_seed
+
+from hwgen.cores.attention import AttentionHead, digits_head_config  # noqa: E402
+from hwgen.report import DEVICES, ToolError, report_core  # noqa: E402
 
 
 def run(lanes: int, device: str, seed: int) -> dict:
-    from hwgen.cores.attention import AttentionHead
-    from hwgen.report import ToolError, report_core
     core = AttentionHead(head="digits", lanes=lanes)
     c = core.config
     n, d = c.tokens, c.head_dim
@@ -53,11 +55,17 @@ def main(argv=None):
     p = record.parser(__file__, __doc__)
     p.add_argument("--lanes", nargs="+", type=int, default=[1, 2, 4, 8, 16],
                    help="lane counts of the sweep")
-    p.add_argument("--sweep-device", default="ecp5-25f", help="device of the lanes sweep")
-    p.add_argument("--seeds", nargs="+", type=int, default=[1], help="placer seeds")
+    p.add_argument("--sweep-device", default="ecp5-25f", choices=list(DEVICES),
+                   help="device of the lanes sweep")
+    p.add_argument("--seeds", nargs="+", type=placer_seed, default=[1], help="placer seeds")
     p.add_argument("--skip-up5k", action="store_true",
                    help="skip place-and-route of the digits head on up5k")
     args = p.parse_args(argv)
+    head_dim = digits_head_config().head_dim
+    for lanes in args.lanes:  # every check before the first place-and-route
+        if not 1 <= lanes <= head_dim:
+            p.error(f"--lanes must be from 1 to the digits head's dimension {head_dim}, "
+                    f"not {lanes}")
     result = {}
     if not args.skip_up5k:
         result["up5k_digits"] = [run(1, "up5k", s) for s in args.seeds]

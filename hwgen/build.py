@@ -30,7 +30,7 @@ from boards import Board, get_board
 from golden.fixed import check_int
 
 from .cores import core_parameters, make_core
-from .report import ToolError, log_tail
+from .report import MAX_PLACER_SEED, ToolError, log_tail
 from .selftest import (SelfTest, SelfTestVectors, attention_selftest_vectors,
                        neuron_selftest_vectors, sample_beats)
 
@@ -170,7 +170,7 @@ def build(board: str = "icebreaker", design: str = "if-selftest",
     start = time.monotonic()
     target = get_board(board)
     spec = get_design(design)
-    check_int("seed", seed, minimum=0, maximum=(1 << 31) - 1)
+    check_int("seed", seed, minimum=0, maximum=MAX_PLACER_SEED)
     out_dir = Path("build") / f"{target.name}-{spec.name}" if out_dir is None else Path(out_dir)
 
     core = spec.make_core()

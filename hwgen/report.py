@@ -56,6 +56,8 @@ class Device:
 
 
 #: Device name -> :class:`Device`.
+MAX_PLACER_SEED = (1 << 31) - 1  # nextpnr takes a signed 32-bit seed
+
 DEVICES: dict[str, Device] = {d.name: d for d in [
     Device("up5k", "iCE40UP5K-SG48", "ice40", ("--up5k", "--package", "sg48")),
     Device("ecp5-25f", "LFE5U-25F-6BG381C", "ecp5",
@@ -186,7 +188,7 @@ def report_core(core, device: str, *, name: str = "core", seed: int = 1,
     """
     if device not in DEVICES:
         raise ValueError(f"unknown device {device!r}; known devices: {', '.join(DEVICES)}")
-    check_int("seed", seed, minimum=0, maximum=(1 << 31) - 1)
+    check_int("seed", seed, minimum=0, maximum=MAX_PLACER_SEED)
     if not isinstance(name, str) or not name.isidentifier():
         raise ValueError(f"name must be a Verilog-safe identifier, not {name!r}")
     dev = DEVICES[device]
