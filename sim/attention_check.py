@@ -37,7 +37,6 @@ drives its own clock (``hdl_clock``), so long steps cost Verilator time, not Pyt
 
 from __future__ import annotations
 
-import argparse
 import functools
 import hashlib
 import json
@@ -53,6 +52,8 @@ from amaranth import Shape
 from amaranth.lib import data
 
 from golden.attention import HeadConfig, attention_head, random_codes
+from golden.cli import Parser, output_folder, run
+from golden.fixed import check_int
 from golden.si_exp import shipped_table
 
 from .payload import pack, unpack
@@ -570,9 +571,10 @@ def check_whole_model(images: int = 50,
     in one cocotb run, one segment per image, under random stalls. Raises AssertionError if
     any head output or any logit (cumulative output after every step) differs; returns the
     figures (heads, beats, cycles, seconds, accuracy of both)."""
-    from hwgen.cores.attention import AttentionHead
+    from hwgen.cores.attention import AttentionHead, digits_head_config
     if images < 1 or batch < 1:
         raise ValueError(f"images and batch must be at least 1, not {images} and {batch}")
+    check_int("lanes", lanes, minimum=1, maximum=digits_head_config().head_dim)  # before work
     work_dir = Path(work_dir)
     snn, x_te, y_te = digits_snn()
     if images > len(x_te):
@@ -645,8 +647,7 @@ def check_whole_model(images: int = 50,
 # -- command line ------------------------------------------------------------------------------
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sim.attention_check",
-                                     description=__doc__.split("\n\n")[0])
+    parser = Parser(prog="python -m sim.attention_check", description=__doc__.split("\n\n")[0])
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--whole-model", action="store_true",
                       help="the digits ViT in integer mode with Verilator heads")
@@ -658,11 +659,14 @@ def main(argv=None) -> int:
     parser.add_argument("--lanes", type=int, default=4, help="core lanes (default 4)")
     parser.add_argument("--heads", type=int, default=200,
                         help="random heads of the parameter set (default 200)")
-    parser.add_argument("--out", default=str(REPO / "build" / "sim"),
+    parser.add_argument("--out", default=str(REPO / "build" / "sim"), type=output_folder,
                         help="folder for the JSON record and the runs (default build/sim)")
-    args = parser.parse_args(argv)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    parser.set_defaults(run=_run)
+    return run(parser, argv)
+
+
+def _run(args) -> None:
+    out = args.out
     if args.whole_model:
         result = check_whole_model(args.images, out / "whole_model", lanes=args.lanes,
                                    batch=args.batch, log=lambda s: print(s, flush=True))
@@ -677,7 +681,6 @@ def main(argv=None) -> int:
                                       if k != "by_head"}}
     print(json.dumps({k: v for k, v in result.items() if k != "params"}, indent=2))
     print(f"passed; wrote {path}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import pytest
 
 from golden.__main__ import main as golden_main
 from hwgen.__main__ import main as hwgen_main
+from sim.attention_check import main as attention_check_main
 
 
 @pytest.mark.parametrize("main, argv", [
@@ -114,3 +115,12 @@ def test_an_output_folder_that_cannot_be_made_is_refused_before_work(main, argv,
             main([*argv, str(path)])
         assert stop.value.code == 2
         assert "a_file exists and is not a folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--whole-model", "--images", "0"], "images and batch must be at least 1, not 0 and 25"),
+    (["--whole-model", "--lanes", "17"], "lanes must be an integer from 1 to 16, not 17"),
+])
+def test_attention_check_names_a_bad_option(argv, message, tmp_path, capsys):
+    assert attention_check_main([*argv, "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == f"error: {message}\n"
