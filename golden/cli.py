@@ -1,6 +1,8 @@
-"""Command-line conventions shared by ``python -m golden`` and ``python -m hwgen``: options are
-spelled out in full, a bad argument is one line ``error: ...`` with exit status 2, and a reader
-that stops early (``| head``) ends the command quietly."""
+"""Command-line conventions shared by ``python -m golden``, ``python -m hwgen``,
+``python -m sim.attention_check`` and the benchmark scripts: options are spelled out in full, a
+bad argument is one line ``error: ...`` with exit status 2, output files and folders are checked
+(and their folders made) while parsing, before any work, and a reader that stops early
+(``| head``) ends the command quietly."""
 
 from __future__ import annotations
 
