@@ -101,6 +101,12 @@ def _si_exp_fit(args):
     print(json.dumps({"file": str(out), **table.info["measured"]}, indent=2))
 
 
+def _quantised_range(lo_hi, table) -> tuple[int, int]:
+    """``--range`` in the table's input format, as the table stores its range."""
+    return tuple(table.input_format.quantise_scalar(f"--range {name}", value)
+                 for name, value in zip(("LO", "HI"), lo_hi))
+
+
 def _si_exp_eval(args):
     from .si_exp import SIExpTable, evaluate_table, shipped_table
     if args.params is None:
@@ -109,7 +115,7 @@ def _si_exp_eval(args):
         table = SIExpTable.load(args.params)
         if args.K is not None and args.K != table.K:
             raise ValueError(f"--K {args.K} differs from K = {table.K} of {args.params}")
-        if args.range is not None and tuple(args.range) != table.range:
+        if args.range is not None and _quantised_range(args.range, table) != (table.lo, table.hi):
             raise ValueError(f"--range {args.range[0]:g} {args.range[1]:g} differs from the "
                              f"range [{table.range[0]:g}, {table.range[1]:g}] of {args.params}; "
                              f"a table is measured on its own range")
