@@ -55,9 +55,10 @@ class Device:
         return f"yowasp-nextpnr-{self.family}"
 
 
-#: Device name -> :class:`Device`.
-MAX_PLACER_SEED = (1 << 31) - 1  # nextpnr takes a signed 32-bit seed
+#: Largest placer seed: nextpnr takes a signed 32-bit seed.
+MAX_PLACER_SEED = (1 << 31) - 1
 
+#: Device name -> :class:`Device`.
 DEVICES: dict[str, Device] = {d.name: d for d in [
     Device("up5k", "iCE40UP5K-SG48", "ice40", ("--up5k", "--package", "sg48")),
     Device("ecp5-25f", "LFE5U-25F-6BG381C", "ecp5",
