@@ -14,7 +14,7 @@ from typing import NamedTuple
 import torch
 
 from .si_exp import SIExpTable, si_exp
-from .si_norm import si_norm
+from .si_norm import check_power_of_two_N, si_norm
 
 __all__ = ["SpikingSoftmaxResult", "spiking_softmax", "spiking_softmax_float"]
 
@@ -27,7 +27,11 @@ class SpikingSoftmaxResult(NamedTuple):
 
 def spiking_softmax(x, table: SIExpTable, N: int = 256, *, subtract_max: bool = False,
                     rounding: str = "round") -> SpikingSoftmaxResult:
+    """Counts out of ``N`` (a power of two, D6) for each row of ``x`` (see the module)."""
+    check_power_of_two_N(N)
     x = table.input_format.check("x", x)
+    if x.dim() == 0:
+        raise ValueError("x must have at least one dimension (the rows run along the last)")
     if subtract_max:
         x = x - x.max(dim=-1, keepdim=True).values
         # x - max lies in [min - max, 0]; SI-exp clamps it into the table's range, so the

@@ -2,6 +2,7 @@
 
 import itertools
 import json
+import re
 
 import pytest
 import torch
@@ -9,7 +10,7 @@ from hypothesis import given, settings, strategies as st
 
 from golden.__main__ import main as golden_main
 from golden.fixed import Format
-from golden.si_exp import SIExpTable, evaluate_table, si_exp, si_exp_float
+from golden.si_exp import SIExpTable, evaluate_table, shipped_table, si_exp, si_exp_float
 from golden.si_norm import si_norm, si_norm_spiking
 from golden.softmax import spiking_softmax
 from golden.softmax_eval import evaluate_softmax
@@ -101,6 +102,17 @@ def test_max_subtraction_is_shift_invariant():
     a = spiking_softmax(x, t, 256, subtract_max=True).counts
     b = spiking_softmax(x + 30, t, 256, subtract_max=True).counts
     assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("x, N, message", [
+    (torch.zeros(2, 3, dtype=torch.int64), 3,
+     "N must be a power of two from 1 to 16777216, not 3"),
+    (torch.zeros(2, 3, dtype=torch.int64), 0, "N must be an integer from 1 to 16777216, not 0"),
+    (torch.tensor(5), 256, "x must have at least one dimension"),
+])
+def test_spiking_softmax_names_bad_arguments(x, N, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        spiking_softmax(x, shipped_table(12, -8, 0), N)
 
 
 def test_evaluate_softmax_reports_the_documented_keys():
