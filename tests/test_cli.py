@@ -1,5 +1,7 @@
-"""The two command lines' argument handling: options are never guessed from abbreviations, bad
-values are named in the error, and every check comes before long work (training, emission)."""
+"""The command lines' argument handling (``python -m golden``, ``python -m hwgen``,
+``python -m sim.attention_check``): options are never guessed from abbreviations, bad values are
+named in the error, every check comes before long work (training, emission, place-and-route),
+output paths included, and a closed pipe ends a command quietly."""
 
 import subprocess
 import sys
