@@ -41,6 +41,15 @@ def _inputs(args, fmt: Format) -> tuple[torch.Tensor, torch.Tensor]:
     return real, fmt.quantise(real)
 
 
+def _positive_level(fmt: Format, option: str, value: float) -> int:
+    """A threshold or base level given as a real: at least one LSB of ``fmt``."""
+    q = fmt.quantise_scalar(option, value)
+    if q < 1:
+        raise ValueError(f"{option} must be at least one LSB of {fmt} ({fmt.lsb:g}), "
+                         f"not {value:g}")
+    return q
+
+
 def _print(result: dict, as_json: bool, key_width: int) -> None:
     """A result as JSON, or as aligned ``key: value`` lines."""
     if as_json:
@@ -54,14 +63,14 @@ def _neuron(args):
     fmt = Format(args.width, args.frac)
     real, x = _inputs(args, fmt)
     if args.neuron == "if":
-        threshold = fmt.quantise_scalar("--threshold", args.threshold)
+        threshold = _positive_level(fmt, "--threshold", args.threshold)
         config = IFConfig(fmt, threshold, args.T)
         ints = if_neuron(x, threshold).spikes
         floats = if_neuron_float(real, args.threshold).spikes
         values = ints.to(torch.float64) * args.threshold
     else:
-        lp = fmt.quantise_scalar("--lambda-pos", args.lambda_pos)
-        ln = fmt.quantise_scalar("--lambda-neg", args.lambda_neg)
+        lp = _positive_level(fmt, "--lambda-pos", args.lambda_pos)
+        ln = _positive_level(fmt, "--lambda-neg", args.lambda_neg)
         config = MTConfig(fmt, lp, ln, args.levels, args.T)
         ints = mt_neuron(x, lp, ln, args.levels).codes
         floats = mt_neuron_float(real, args.lambda_pos, args.lambda_neg, args.levels).codes

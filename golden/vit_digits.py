@@ -168,19 +168,27 @@ def _progress(total: int, desc: str, enabled: bool):
 
 def load_or_train(path: Path | str = DEFAULT_CHECKPOINT, config: ViTConfig = ViTConfig(),
                   progress: bool = True) -> tuple[DigitsViT, dict]:
-    """Load the checkpoint at ``path`` if it holds a model of ``config``; else train one and
-    save it there."""
+    """Load the checkpoint at ``path``; when there is none, train a model of ``config`` and
+    save it there. A file at ``path`` that is not a checkpoint of ``config`` raises ValueError
+    and is left alone."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # One trainer at a time (parallel test workers share the default checkpoint).
     with open(path.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if path.exists():
-            saved = torch.load(path, map_location="cpu", weights_only=False)
-            if saved.get("config") == asdict(config):
-                model = DigitsViT(config)
-                model.load_state_dict(saved["state"])
-                return model.eval(), saved["info"]
+            try:
+                saved = torch.load(path, map_location="cpu", weights_only=False)
+            except Exception as error:  # torch.load raises many kinds on a foreign file
+                raise ValueError(f"checkpoint {path} is not a digits-ViT checkpoint "
+                                 f"({type(error).__name__}: {error}); give another path") from None
+            if not isinstance(saved, dict) or saved.get("config") != asdict(config):
+                raise ValueError(f"checkpoint {path} does not hold a digits ViT of this "
+                                 f"configuration; delete it to train one there, or give another "
+                                 f"path")
+            model = DigitsViT(config)
+            model.load_state_dict(saved["state"])
+            return model.eval(), saved["info"]
         model, info = train_vit(config, progress)
         buf = io.BytesIO()
         torch.save({"config": asdict(config), "state": model.state_dict(), "info": info}, buf)

@@ -44,6 +44,16 @@ def test_neuron_names_a_bad_input(capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
+    (["if", "--threshold", "-1"], "--threshold must be at least one LSB of s16.12 (0.000244141), "
+                                  "not -1"),
+    (["mt", "--lambda-neg", "0.0001"], "--lambda-neg must be at least one LSB of s16.12"),
+])
+def test_neuron_names_a_level_below_one_lsb(argv, message, capsys):
+    assert golden_main(["neuron", argv[0], "--x", "0.3", "--T", "2", *argv[1:]]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {message}")
+
+
+@pytest.mark.parametrize("argv, message", [
     (["--T", "0"], "T must be an integer from 1 to 65536, not 0"),
     (["--limit", "0"], "limit must be an integer from 1 to 540, not 0"),
     (["--levels", "0"], "levels must be an integer from 1 to 16, not 0"),

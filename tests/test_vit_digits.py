@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from golden.digits_experiment import run_experiment
-from golden.vit_digits import DEFAULT_CHECKPOINT, DigitsViT, ViTConfig, digits_split
+from golden.vit_digits import (DEFAULT_CHECKPOINT, DigitsViT, ViTConfig, digits_split,
+                                load_or_train)
 
 
 def test_digits_split_is_fixed_and_stratified():
@@ -30,6 +31,22 @@ def test_patches_are_row_major_2x2_blocks():
     assert p.shape == (1, 16, 4)
     assert p[0, 0].tolist() == [0, 1, 8, 9] and p[0, 1].tolist() == [2, 3, 10, 11]
     assert p[0, 4].tolist() == [16, 17, 24, 25]
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"not a checkpoint", "is not a digits-ViT checkpoint"),
+    (None, "does not hold a digits ViT of this configuration"),
+])
+def test_a_file_that_is_not_this_checkpoint_is_refused_and_kept(content, message, tmp_path):
+    path = tmp_path / "vit.pt"
+    if content is None:  # a checkpoint of another configuration
+        torch.save({"config": {"width": 3}, "state": {}, "info": {}}, path)
+        content = path.read_bytes()
+    else:
+        path.write_bytes(content)
+    with pytest.raises(ValueError, match=message):
+        load_or_train(path, progress=False)
+    assert path.read_bytes() == content
 
 
 @pytest.mark.parametrize("integer", [True, False])
