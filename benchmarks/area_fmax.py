@@ -9,7 +9,6 @@ import statistics
 
 import record  # noqa: F401 (puts the repository on sys.path)
 
-from golden.fixed import check_int  # noqa: E402
 from hwgen.cores import make_core  # noqa: E402
 from hwgen.report import DEVICES, MAX_PLACER_SEED, report_core  # noqa: E402
 
@@ -17,10 +16,13 @@ from hwgen.report import DEVICES, MAX_PLACER_SEED, report_core  # noqa: E402
 def placer_seed(value: str) -> int:
     """``type=`` of a placer-seed option, with ``hwgen.report``'s range."""
     try:
-        return check_int("placer seed", int(value), minimum=0, maximum=MAX_PLACER_SEED)
+        seed = int(value)
     except ValueError:
+        seed = -1
+    if not 0 <= seed <= MAX_PLACER_SEED:
         raise argparse.ArgumentTypeError(f"placer seeds are integers from 0 to "
-                                         f"{MAX_PLACER_SEED}, not {value!r}") from None
+                                         f"{MAX_PLACER_SEED}, not {value!r}")
+    return seed
 
 
 def add_options(p) -> None:
