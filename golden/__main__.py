@@ -246,7 +246,8 @@ def parser() -> argparse.ArgumentParser:
     q.add_argument("--percentile", type=float, default=0.99,
                    help="λp calibration quantile; λn uses 1 - it (default 0.99)")
     q.add_argument("--checkpoint", default=".cache/vit_digits.pt",
-                   help="trained ViT; trained and saved there when missing")
+                   help="trained ViT; trained and saved there when missing (a file there "
+                        "that is not this ViT's checkpoint is refused, not overwritten)")
     q.add_argument("--limit", type=int, help="only the first LIMIT test images")
     q.add_argument("--out", default="build/vit_digits", type=output_folder,
                    help="folder for JSON and PNG")
