@@ -21,8 +21,9 @@ are handled inside it; the model itself must take the batch dimension first.
 
 λ calibration (ECMT): per batch, λp is the ``percentiles[0]`` quantile of the site's activations
 and λn minus the ``percentiles[1]`` quantile; both are averaged over the calibration batches.
-Overrides per site kind or full site name (``lambdas``); ECMT's default fixes the softmax site
-``s`` at 0.0125. A λn that calibrates to ≤ 0 (a site without negative values) takes λp.
+Overrides per site kind (:data:`SITE_KINDS`) or full site name (``lambdas``; any other key is an
+error); ECMT's default fixes the softmax site ``s`` at 0.0125, and a ``lambdas`` dict replaces
+the default one. A λn that calibrates to ≤ 0 (a site without negative values) takes λp.
 
 Integer mode (``integer=True``) runs what the FPGA would: real tensors between operators are
 integers with ``act_frac`` fractional bits; weights have ``weight_frac``; each MT site's λp, λn
@@ -50,9 +51,10 @@ from .ecm import ecm_matmul, ecm_unary, ecm_unary_int, round_shift
 from .fixed import Format, check_int
 from .mt_neuron import mt_decode, mt_neuron_float
 from .si_exp import SIExpTable, shipped_table
+from .si_norm import ROUNDINGS, check_power_of_two_N
 from .softmax import spiking_softmax_float
 
-__all__ = ["ConversionConfig", "MAX_TIME_STEPS", "SpikingModel", "convert", "SiteStats"]
+__all__ = ["ConversionConfig", "MAX_TIME_STEPS", "SITE_KINDS", "SpikingModel", "convert", "SiteStats"]
 
 MAX_TIME_STEPS = 1 << 16  #: the largest T a converted model runs
 
@@ -89,13 +91,30 @@ class ConversionConfig:
         if self.softmax_input not in SOFTMAX_INPUTS:
             raise ValueError(f"softmax_input must be one of {', '.join(SOFTMAX_INPUTS)}, "
                              f"not {self.softmax_input!r}")
+        if self.rounding not in ROUNDINGS:
+            raise ValueError(f"rounding must be one of {', '.join(ROUNDINGS)}, "
+                             f"not {self.rounding!r}")
         check_int("K", self.K, minimum=1, maximum=64)
-        check_int("N", self.N, minimum=1, maximum=1 << 24)
+        check_power_of_two_N(self.N)
+        if self.table is not None and not isinstance(self.table, SIExpTable):
+            raise TypeError(f"table must be an SIExpTable, not {type(self.table).__name__}")
+        if self.softmax == "spiking":
+            self.si_exp_table  # a K without a shipped table fails here, not at the first step
         check_int("act_frac", self.act_frac, minimum=0, maximum=30)
         check_int("weight_frac", self.weight_frac, minimum=0, maximum=30)
-        for name, (lp, ln) in self.lambdas.items():
-            if not (lp > 0 and ln > 0):
-                raise ValueError(f"lambdas[{name!r}] must be two positive numbers, not {(lp, ln)}")
+        check_int("act_width", self.act_width, minimum=2, maximum=62)
+        check_int("weight_width", self.weight_width, minimum=2, maximum=62)
+        if isinstance(self.analog, str) or not all(isinstance(n, str) for n in self.analog):
+            raise TypeError(f"analog must be a tuple of Linear module names, not "
+                            f"{self.analog!r}")
+        if not isinstance(self.lambdas, dict):
+            raise TypeError(f"lambdas must be a dict of site name or kind -> (λp, λn), not "
+                            f"{self.lambdas!r}")
+        for name, value in self.lambdas.items():
+            if not (isinstance(value, (tuple, list)) and len(value) == 2
+                    and all(isinstance(v, (int, float)) and math.isfinite(v) and v > 0
+                            for v in value)):
+                raise ValueError(f"lambdas[{name!r}] must be two positive numbers, not {value!r}")
 
     @property
     def si_exp_table(self) -> SIExpTable:
@@ -292,6 +311,8 @@ class SpikingLinear(nn.Module):
 # ECMT's names of the Linear input sites inside a transformer block.
 ECMT_KIND = {"linear1": "fc1", "linear2": "fc2", "fc1": "fc1", "fc2": "fc2",
              "in_proj": "fc_qkv", "out_proj": "fc_out", "qkv": "fc_qkv", "proj": "fc_out"}
+#: every MT site kind, the keys of ``ConversionConfig.lambdas`` besides full site names
+SITE_KINDS = ("linear", *sorted(set(ECMT_KIND.values())), "q", "k", "v", "s")
 
 
 class ECMUnary(nn.Module):
@@ -670,12 +691,14 @@ class SpikingModel(nn.Module):
 
     def _inputs(self, xs, T: int):
         out = []
-        for x in xs:
+        for i, x in enumerate(xs):
             if not isinstance(x, torch.Tensor):
                 out.append(x)
                 continue
+            if x.is_floating_point() and not torch.isfinite(x).all():
+                raise ValueError(f"input {i} has NaN or infinite values")
             if self.config.integer and x.is_floating_point():
-                x = self.config.act_format.quantise(x)
+                x = _quantise_checked(f"input {i}", x, self.config.act_format)
             out.append(x.repeat(T, *([1] * (x.dim() - 1))))
         return out
 
@@ -716,6 +739,9 @@ def convert(model: nn.Module, calibration, config: ConversionConfig | None = Non
     λ of every site is calibrated on them unless ``lambdas_from`` (a converted model of the same
     architecture) supplies them. ``options`` override fields of ``config``."""
     config = replace(config or ConversionConfig(), **options)
+    if isinstance(calibration, torch.Tensor):
+        raise TypeError("calibration must be an iterable of input batches, not a tensor "
+                        "(pass [x] to calibrate on the single batch x)")
     ctx = _Context(config)
     net = copy.deepcopy(model).eval()
     if _is_unary(net) or isinstance(net, (nn.Linear, nn.TransformerEncoderLayer,
@@ -724,6 +750,16 @@ def convert(model: nn.Module, calibration, config: ConversionConfig | None = Non
     _replace(net, ctx)
     spiking = SpikingModel(net, ctx)
     sites = spiking.sites
+    linears = [m.name for m in net.modules() if isinstance(m, SpikingLinear)]
+    for name in config.analog:
+        if name not in linears:
+            raise ValueError(f"analog lists {name!r}, which is not a Linear of this model; its "
+                             f"Linears are {', '.join(linears) or 'none'}")
+    for key in config.lambdas:
+        if key not in SITE_KINDS and key not in sites:
+            raise ValueError(f"lambdas key {key!r} is neither a site kind "
+                             f"({', '.join(SITE_KINDS)}) nor an MT site of this model "
+                             f"({', '.join(sites) or 'none'})")
     if lambdas_from is not None:
         source = lambdas_from.sites
         if set(source) != set(sites):

@@ -229,3 +229,51 @@ def test_bad_conversion_parameters_are_named():
         big.weight.fill_(100.0)
     with pytest.raises(ValueError, match="0.weight"):
         convert(big, [x], integer=True)(x, T=1)
+
+
+@pytest.mark.parametrize("options, error", [
+    ({"rounding": "up"}, "rounding must be one of floor, round, not 'up'"),
+    ({"N": 100}, "N must be a power of two"),
+    ({"softmax": "spiking", "K": 7}, r"no shipped SI-exp table for K=7 on \[-8, 0\]"),
+    ({"table": "k12.json"}, "table must be an SIExpTable, not str"),
+    ({"act_width": 0}, "act_width must be an integer from 2 to 62, not 0"),
+    ({"weight_width": 64}, "weight_width must be an integer from 2 to 62, not 64"),
+    ({"analog": "0"}, "analog must be a tuple of Linear module names, not '0'"),
+    ({"lambdas": {"s": 0.0125}}, r"lambdas\['s'\] must be two positive numbers, not 0.0125"),
+    ({"lambdas": {"fc2": (float("inf"), 1.0)}}, r"lambdas\['fc2'\] must be two positive"),
+])
+def test_bad_config_fields_are_named_when_the_config_is_made(options, error):
+    with pytest.raises((ValueError, TypeError), match=error):
+        ConversionConfig(**options)
+
+
+def test_names_that_match_nothing_in_the_model_are_refused():
+    """A misspelt site or layer name would otherwise be ignored without a word."""
+    mlp = _mlp()
+    x = torch.randn(4, 6, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"lambdas key 'fc3' is neither a site kind .* nor an MT "
+                                         r"site of this model \(0:in, 1:in\)"):
+        convert(mlp, [x], lambdas={"s": (0.0125, 0.0125), "fc3": (1.0, 1.0)})
+    with pytest.raises(ValueError, match="analog lists '2', which is not a Linear of this model; "
+                                         "its Linears are 0, 1"):
+        convert(mlp, [x], analog=("2",))
+    assert convert(mlp, [x], lambdas={"1:in": (0.5, 0.5), "fc2": (1.0, 1.0)}).sites[
+        "1:in"].lambdas == (0.5, 0.5)
+    assert list(convert(mlp, [x], analog=("0",)).sites) == ["1:in"]
+    with pytest.raises(TypeError, match=r"calibration must be an iterable of input batches, not a "
+                                        r"tensor \(pass \[x\]"):
+        convert(mlp, x)
+
+
+@pytest.mark.parametrize("integer", [False, True])
+def test_inputs_that_are_not_finite_or_do_not_fit_are_refused(integer):
+    mlp = _mlp()
+    x = torch.randn(4, 6, dtype=torch.float64)
+    snn = convert(mlp, [x], integer=integer)
+    bad = x.clone()
+    bad[1, 2] = float("nan")
+    with pytest.raises(ValueError, match="input 0 has NaN or infinite values"):
+        snn(bad, T=2)
+    if integer:  # s32.10 ends at 2**21; saturating the input would hide the overflow
+        with pytest.raises(ValueError, match=r"input 0 \(quantised to s32.10\) has values"):
+            snn(x + 2.0 ** 21, T=2)
