@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -170,6 +171,17 @@ def _vit_digits(args):
         print("wrote " + ", ".join(str(f) for f in files))
 
 
+def _upper_quantile(value: str) -> float:
+    try:
+        p = float(value)
+    except ValueError:
+        p = math.nan
+    if not 0.5 < p < 1:
+        raise argparse.ArgumentTypeError(f"must be a number above 0.5 and below 1 (λn uses "
+                                         f"1 - it), not {value!r}")
+    return p
+
+
 def parser() -> argparse.ArgumentParser:
     p = Parser(prog="python -m golden", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -243,7 +255,7 @@ def parser() -> argparse.ArgumentParser:
     q.add_argument("--K", type=int, default=12, help="SI-exp steps (default 12)")
     q.add_argument("--N", type=int, default=256, help="SI-norm input spikes (default 256)")
     q.add_argument("--levels", type=int, default=8, help="MT levels per sign (default 8)")
-    q.add_argument("--percentile", type=float, default=0.99,
+    q.add_argument("--percentile", type=_upper_quantile, default=0.99,
                    help="λp calibration quantile; λn uses 1 - it (default 0.99)")
     q.add_argument("--checkpoint", default=".cache/vit_digits.pt",
                    help="trained ViT; trained and saved there when missing (a file there "

@@ -57,12 +57,23 @@ def test_neuron_names_a_level_below_one_lsb(argv, message, capsys):
     (["--T", "0"], "T must be an integer from 1 to 65536, not 0"),
     (["--limit", "0"], "limit must be an integer from 1 to 540, not 0"),
     (["--levels", "0"], "levels must be an integer from 1 to 16, not 0"),
+    (["--N", "100"], "N must be a power of two from 1 to 16777216, not 100"),
+    (["--K", "10"], "no shipped SI-exp table for K=10 on [-8, 0]"),
 ])
 def test_vit_digits_checks_arguments_before_training(argv, message, tmp_path, capsys):
     checkpoint = tmp_path / "vit.pt"
     assert golden_main(["vit-digits", "--checkpoint", str(checkpoint), *argv]) == 2
     assert message in capsys.readouterr().err
     assert not checkpoint.exists()  # no model was trained
+
+
+@pytest.mark.parametrize("value", ["0.3", "1", "nan", "abc"])
+def test_vit_digits_percentile_is_an_upper_quantile(value, capsys):
+    with pytest.raises(SystemExit) as stop:
+        golden_main(["vit-digits", "--percentile", value])
+    assert stop.value.code == 2
+    assert (f"argument --percentile: must be a number above 0.5 and below 1 (λn uses 1 - it), "
+            f"not '{value}'") in capsys.readouterr().err
 
 
 def test_si_exp_fit_refuses_an_existing_file_before_training(tmp_path, capsys):
