@@ -110,7 +110,8 @@ def parser() -> argparse.ArgumentParser:
     def core_args(q):
         q.add_argument("core", help="core name (see `cores`)")
         q.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
-                       help="core parameter (integer, or none); repeatable")
+                       help="core parameter, typed as its default in `cores` (integer, number, "
+                            "true/false, text, or none); repeatable")
 
     q = sub.add_parser("verilog", help="emit a core's Verilog")
     core_args(q)
