@@ -54,7 +54,9 @@ from .si_exp import SIExpTable, shipped_table
 from .si_norm import ROUNDINGS, check_power_of_two_N
 from .softmax import spiking_softmax_float
 
-__all__ = ["ConversionConfig", "MAX_TIME_STEPS", "SITE_KINDS", "SpikingModel", "convert", "SiteStats"]
+__all__ = [
+    "ConversionConfig", "MAX_TIME_STEPS", "SITE_KINDS", "SpikingModel", "convert", "SiteStats",
+]
 
 MAX_TIME_STEPS = 1 << 16  #: the largest T a converted model runs
 
@@ -104,7 +106,8 @@ class ConversionConfig:
         check_int("weight_frac", self.weight_frac, minimum=0, maximum=30)
         check_int("act_width", self.act_width, minimum=2, maximum=62)
         check_int("weight_width", self.weight_width, minimum=2, maximum=62)
-        if isinstance(self.analog, str) or not all(isinstance(n, str) for n in self.analog):
+        if not (isinstance(self.analog, (tuple, list))
+                and all(isinstance(n, str) for n in self.analog)):
             raise TypeError(f"analog must be a tuple of Linear module names, not "
                             f"{self.analog!r}")
         if not isinstance(self.lambdas, dict):

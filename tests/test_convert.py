@@ -239,6 +239,7 @@ def test_bad_conversion_parameters_are_named():
     ({"act_width": 0}, "act_width must be an integer from 2 to 62, not 0"),
     ({"weight_width": 64}, "weight_width must be an integer from 2 to 62, not 64"),
     ({"analog": "0"}, "analog must be a tuple of Linear module names, not '0'"),
+    ({"analog": None}, "analog must be a tuple of Linear module names, not None"),
     ({"lambdas": {"s": 0.0125}}, r"lambdas\['s'\] must be two positive numbers, not 0.0125"),
     ({"lambdas": {"fc2": (float("inf"), 1.0)}}, r"lambdas\['fc2'\] must be two positive"),
 ])
