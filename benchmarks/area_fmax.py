@@ -1,6 +1,6 @@
-"""Area and Fmax of cores for the benchmark scripts: ``hwgen.report.report_core`` over placer
-seeds, the median Fmax set against a target, and the command-line options that choose devices
-and seeds."""
+"""Area and Fmax of cores for the benchmark scripts: ``hwgen.report.report_core_over_seeds``
+(one synthesis, place and route per placer seed), the median Fmax set against a target, and
+the command-line options that choose devices and seeds."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import statistics
 import record  # noqa: F401 (puts the repository on sys.path)
 
 from hwgen.cores import make_core  # noqa: E402
-from hwgen.report import DEVICES, MAX_PLACER_SEED, report_core  # noqa: E402
+from hwgen.report import DEVICES, MAX_PLACER_SEED, report_core_over_seeds  # noqa: E402
 
 
 def placer_seed(value: str) -> int:
@@ -25,11 +25,23 @@ def placer_seed(value: str) -> int:
     return seed
 
 
+class UniqueSeeds(argparse.Action):
+    """``action=`` of a ``nargs="+"`` placer-seed option: a seed given twice is an error."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        repeated = sorted({seed for seed in values if values.count(seed) > 1})
+        if repeated:
+            raise argparse.ArgumentError(self, f"repeats {', '.join(map(str, repeated))}; give "
+                                               f"each seed once")
+        setattr(namespace, self.dest, values)
+
+
 def add_options(p) -> None:
     """``--devices``, ``--seeds`` and ``--skip-pnr`` on parser ``p``."""
     p.add_argument("--devices", nargs="+", default=["up5k", "ecp5-25f"], choices=list(DEVICES),
                    help="devices for area and Fmax")
     p.add_argument("--seeds", nargs="+", type=placer_seed, default=[1, 2, 3],
+                   action=UniqueSeeds,
                    help="placer seeds")
     p.add_argument("--skip-pnr", action="store_true", help="skip synthesis and place-and-route")
 
@@ -40,8 +52,8 @@ def measure(cores, devices, seeds, targets):
     rows = []
     for core_name, params in cores:
         for device in devices:
-            runs = [report_core(make_core(core_name, params), device, name=f"{core_name}_core",
-                                seed=s) for s in seeds]
+            runs = report_core_over_seeds(make_core(core_name, params), device,
+                                          name=f"{core_name}_core", seeds=seeds)
             fmax = [r["wrapper_place_and_route"]["fmax_mhz"] for r in runs]
             row = {
                 "core": core_name, "params": params, "device": device, "seeds": list(seeds),

@@ -8,8 +8,8 @@ Targets (issue 5): the digits ViT's head shape (n = 16, d_h = 16, T = 8, 8 level
 iCE40UP5K with Fmax >= 30 MHz and no DSPs; cycles per time step <= 2·n²·d_h / lanes
 + O(n·K + n·log2 N). Cycles per step are the core's exact schedule (``step_cycles()``, equal to
 the Amaranth and Verilator measurements in tests/test_cores_attention_sim.py and
-tests/test_cocotb_attention.py). Area and Fmax come from ``hwgen.report.report_core``: the
-core alone through yosys, and the core inside the out-of-context wrapper through nextpnr (the
+tests/test_cocotb_attention.py). Area and Fmax come from ``hwgen.report.report_core_over_seeds``:
+the core alone through yosys, and the core inside the out-of-context wrapper through nextpnr (the
 wrapper adds about one flip-flop per port bit: 433 in, 145 out for this head).
 """
 
@@ -18,37 +18,43 @@ from __future__ import annotations
 import math
 
 import record  # puts the repository on sys.path; the shared command line and record
-from area_fmax import placer_seed
+from area_fmax import UniqueSeeds, placer_seed
 
 from hwgen.cores.attention import AttentionHead, digits_head_config  # noqa: E402
-from hwgen.report import DEVICES, ToolError, report_core  # noqa: E402
+from hwgen.report import DEVICES, ToolError, report_core_over_seeds  # noqa: E402
 
 
-def run(lanes: int, device: str, seed: int) -> dict:
+def run(lanes: int, device: str, seeds: list[int]) -> list[dict]:
+    """One row per placer seed: the digits head with ``lanes`` lanes on ``device``."""
     core = AttentionHead(head="digits", lanes=lanes)
     c = core.config
     n, d = c.tokens, c.head_dim
-    row = {"lanes": lanes, "device": device, "seed": seed, "step_cycles": core.step_cycles(),
-           "target_main_term": 2 * n * n * d // lanes,
-           "target_other_terms": n * c.table.K + n * int(math.log2(c.N))}
+    common = {"lanes": lanes, "device": device, "step_cycles": core.step_cycles(),
+              "target_main_term": 2 * n * n * d // lanes,
+              "target_other_terms": n * c.table.K + n * int(math.log2(c.N))}
     try:
-        r = report_core(core, device, name="attention_core", seed=seed)
+        reports = report_core_over_seeds(core, device, name="attention_core", seeds=seeds)
     except ToolError as failure:
-        row.update(completed=False, error=str(failure))
+        rows = [{**common, "seeds": seeds, "completed": False, "error": str(failure)}]
         core._MustUse__silence = True
     else:
-        pnr = r["wrapper_place_and_route"]
-        row.update(completed=True, synthesis_flow=r["synthesis_flow"],
-                   core_resources=r["core_synthesis"],
-                   wrapper_utilisation=pnr["utilisation"], fmax_mhz=pnr["fmax_mhz"])
-    res = row.get("core_resources", {})
-    print(f"attention digits lanes {lanes:>2} {device:>9}: {row['step_cycles']:>6} cycles/step "
-          f"(2n²d/lanes {row['target_main_term']}); "
-          + (f"Fmax {row['fmax_mhz']:.1f} MHz; LUT {res['luts']} FF {res['flip_flops']} "
-             f"carry {res['carry']} RAM {res['ram_blocks']} LUT-RAM {res['distributed_ram']} "
-             f"DSP {res['dsp']} ({row['synthesis_flow']} flow)" if row["completed"]
-             else f"no result: {row['error'].splitlines()[0]}"), flush=True)
-    return row
+        rows = []
+        for r in reports:
+            pnr = r["wrapper_place_and_route"]
+            rows.append({**common, "seed": pnr["seed"], "completed": True,
+                         "synthesis_flow": r["synthesis_flow"],
+                         "core_resources": r["core_synthesis"],
+                         "wrapper_utilisation": pnr["utilisation"], "fmax_mhz": pnr["fmax_mhz"]})
+    for row in rows:
+        res = row.get("core_resources", {})
+        print(f"attention digits lanes {lanes:>2} {device:>9}: {row['step_cycles']:>6} "
+              f"cycles/step (2n²d/lanes {row['target_main_term']}); "
+              + (f"seed {row['seed']}: Fmax {row['fmax_mhz']:.1f} MHz; LUT {res['luts']} "
+                 f"FF {res['flip_flops']} carry {res['carry']} RAM {res['ram_blocks']} "
+                 f"LUT-RAM {res['distributed_ram']} DSP {res['dsp']} "
+                 f"({row['synthesis_flow']} flow)" if row["completed"]
+                 else f"no result: {row['error'].splitlines()[0]}"), flush=True)
+    return rows
 
 
 def main(argv=None):
@@ -57,7 +63,8 @@ def main(argv=None):
                    help="lane counts of the sweep")
     p.add_argument("--sweep-device", default="ecp5-25f", choices=list(DEVICES),
                    help="device of the lanes sweep")
-    p.add_argument("--seeds", nargs="+", type=placer_seed, default=[1], help="placer seeds")
+    p.add_argument("--seeds", nargs="+", type=placer_seed, default=[1], action=UniqueSeeds,
+                   help="placer seeds")
     p.add_argument("--skip-up5k", action="store_true",
                    help="skip place-and-route of the digits head on up5k")
     args = p.parse_args(argv)
@@ -68,9 +75,9 @@ def main(argv=None):
                     f"not {lanes}")
     result = {}
     if not args.skip_up5k:
-        result["up5k_digits"] = [run(1, "up5k", s) for s in args.seeds]
-    result["lanes_sweep"] = [run(lanes, args.sweep_device, s) for lanes in args.lanes
-                             for s in args.seeds]
+        result["up5k_digits"] = run(1, "up5k", args.seeds)
+    result["lanes_sweep"] = [row for lanes in args.lanes
+                             for row in run(lanes, args.sweep_device, args.seeds)]
     record.write(p, args, argv, result)
 
 

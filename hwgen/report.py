@@ -34,7 +34,8 @@ from golden.fixed import check_int
 
 from .ooc import OutOfContext
 
-__all__ = ["DEVICES", "Device", "ToolError", "report_core", "run_tool", "tool_versions"]
+__all__ = ["DEVICES", "Device", "ToolError", "report_core", "report_core_over_seeds", "run_tool",
+           "tool_versions"]
 
 
 @dataclass(frozen=True)
@@ -187,20 +188,35 @@ def report_core(core, device: str, *, name: str = "core", seed: int = 1,
         ``seed``, the wrapper's ``shift_register_bits`` and ``captured_output_bits``), ``tools``
         (version banners) and ``elapsed_s``.
     """
+    return report_core_over_seeds(core, device, name=name, seeds=[seed], work_dir=work_dir)[0]
+
+
+def report_core_over_seeds(core, device: str, *, name: str = "core", seeds=(1, 2, 3),
+                           work_dir: str | Path | None = None) -> list[dict]:
+    """:func:`report_core` for each placer seed of ``seeds``, in that order. Synthesis does not
+    depend on the seed, so it runs once; only place and route runs per seed. Each report's
+    ``elapsed_s`` is the synthesis time plus its own place and route."""
     if device not in DEVICES:
         raise ValueError(f"unknown device {device!r}; known devices: {', '.join(DEVICES)}")
-    check_int("seed", seed, minimum=0, maximum=MAX_PLACER_SEED)
+    seeds = list(seeds)
+    if not seeds:
+        raise ValueError("seeds is empty: give at least one placer seed")
+    for seed in seeds:
+        check_int("seed", seed, minimum=0, maximum=MAX_PLACER_SEED)
+    repeated = sorted({seed for seed in seeds if seeds.count(seed) > 1})
+    if repeated:
+        raise ValueError(f"seeds repeats {', '.join(map(str, repeated))}; give each seed once")
     if not isinstance(name, str) or not name.isidentifier():
         raise ValueError(f"name must be a Verilog-safe identifier, not {name!r}")
     dev = DEVICES[device]
     if work_dir is None:
         work = Path(tempfile.mkdtemp(prefix="hwgen-report-"))
-        result = _report(core, dev, name, seed, work)  # a failure keeps ``work`` to read
+        result = _report(core, dev, name, seeds, work)  # a failure keeps ``work`` to read
         shutil.rmtree(work)
         return result
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
-    return _report(core, dev, name, seed, work_dir)
+    return _report(core, dev, name, seeds, work_dir)
 
 
 def _classic_abc_script(dev: Device, top: str) -> str:
@@ -210,7 +226,7 @@ def _classic_abc_script(dev: Device, top: str) -> str:
             f"{dev.synth_command} -top {top} -run map_cells:")
 
 
-def _report(core, dev: Device, name: str, seed: int, work: Path) -> dict:
+def _report(core, dev: Device, name: str, seeds: list[int], work: Path) -> list[dict]:
     start = time.monotonic()
     wrapper = OutOfContext(core)
     wrapper_name = f"{name}_ooc"
@@ -240,35 +256,43 @@ def _report(core, dev: Device, name: str, seed: int, work: Path) -> dict:
     stat = json.loads((work / f"{name}_stat.json").read_text())
     synthesise(wrapper_name, f"write_json {wrapper_name}.json", "wrapped core")
 
+    synthesis_s = time.monotonic() - start
+    core_synthesis = {
+        "what": f"core alone, yosys {dev.synth_command} + stat (the core's own cost)",
+        **_core_resources(stat, dev.family),
+    }
+    tools = tool_versions(dev)
     unconstrained = "--pcf-allow-unconstrained" if dev.family == "ice40" else \
         "--lpf-allow-unconstrained"
-    run_tool(dev.nextpnr, [
-        *dev.nextpnr_args, "--json", f"{wrapper_name}.json", unconstrained,
-        "--seed", str(seed), "--report", f"{wrapper_name}_pnr.json", "--timing-allow-fail",
-    ], cwd=work, log=work / f"{wrapper_name}_nextpnr.log",
-        step=f"nextpnr place and route, wrapped core, seed {seed}")
-    pnr = json.loads((work / f"{wrapper_name}_pnr.json").read_text())
-    clock, fmax = _fmax(pnr)
-
-    return {
-        "design": name,
-        "device": dev.name,
-        "part": dev.part,
-        "synthesis_flow": flow,
-        "core_synthesis": {
-            "what": f"core alone, yosys {dev.synth_command} + stat (the core's own cost)",
-            **_core_resources(stat, dev.family),
-        },
-        "wrapper_place_and_route": {
-            "what": "core inside the out-of-context wrapper (hwgen.ooc), nextpnr; utilisation "
-                    "includes the wrapper, Fmax is the core's register-to-register paths",
-            "utilisation": pnr["utilization"],
-            "fmax_mhz": round(fmax, 2),
-            "clock": clock,
-            "seed": seed,
-            "shift_register_bits": wrapper.input_bits,
-            "captured_output_bits": wrapper.output_bits,
-        },
-        "tools": tool_versions(dev),
-        "elapsed_s": round(time.monotonic() - start, 1),
-    }
+    reports = []
+    for seed in seeds:
+        started = time.monotonic()
+        stem = f"{wrapper_name}_seed{seed}"
+        run_tool(dev.nextpnr, [
+            *dev.nextpnr_args, "--json", f"{wrapper_name}.json", unconstrained,
+            "--seed", str(seed), "--report", f"{stem}_pnr.json", "--timing-allow-fail",
+        ], cwd=work, log=work / f"{stem}_nextpnr.log",
+            step=f"nextpnr place and route, wrapped core, seed {seed}")
+        pnr = json.loads((work / f"{stem}_pnr.json").read_text())
+        clock, fmax = _fmax(pnr)
+        reports.append({
+            "design": name,
+            "device": dev.name,
+            "part": dev.part,
+            "synthesis_flow": flow,
+            "core_synthesis": core_synthesis,
+            "wrapper_place_and_route": {
+                "what": "core inside the out-of-context wrapper (hwgen.ooc), nextpnr; "
+                        "utilisation includes the wrapper, Fmax is the core's "
+                        "register-to-register paths",
+                "utilisation": pnr["utilization"],
+                "fmax_mhz": round(fmax, 2),
+                "clock": clock,
+                "seed": seed,
+                "shift_register_bits": wrapper.input_bits,
+                "captured_output_bits": wrapper.output_bits,
+            },
+            "tools": tools,
+            "elapsed_s": round(synthesis_s + time.monotonic() - started, 1),
+        })
+    return reports

