@@ -272,14 +272,26 @@ def _beat_timing(result, beats: int) -> dict:
             "first_in_to_last_out": result["last_output_cycle"] - result["first_accept_cycle"]}
 
 
+def _add_tags(core, beats: list[dict], expected: list[dict], seed: int) -> None:
+    """When the core's payloads carry a ``tag``, give every beat a random one and expect it
+    back on the beat's output."""
+    tag = dict(core.i.payload.shape()).get("tag")
+    if tag is None:
+        return
+    rng = random.Random(seed ^ 0x7A6)
+    for beat, out in zip(beats, expected, strict=True):
+        beat["tag"] = out["tag"] = rng.randrange(1 << tag.shape.width)
+
+
 def check_si_exp(core, name: str, work_dir: Path, *, count: int = 10_000,
                  seed: int = 0) -> StreamCheck:
-    """SI-exp against :func:`golden.si_exp.si_exp`; timing: latency and cycles per beat."""
+    """SI-exp against :func:`golden.si_exp.si_exp`, random tags copied through when the core
+    has them; timing: latency and cycles per beat."""
     xs, vectors = si_exp_inputs(core.table, count, seed)
     beats = [{"x": x} for x in xs]
     expected = core.reference_outputs(torch.tensor(xs))
-    probe = [{"x": x} for x in xs[:64]]
-    timing = {"one beat": (probe[:1], expected[:1]), "64 beats": (probe, expected[:64])}
+    _add_tags(core, beats, expected, seed)
+    timing = {"one beat": (beats[:1], expected[:1]), "64 beats": (beats[:64], expected[:64])}
     cut = random.Random(seed).randrange(1, 200)
     pressure = len(beats) if core.throughput == 1 else 2000
     checked, cycles, t = _run(core, name, work_dir, beats, expected, reset_upto=(400, 400),
@@ -293,8 +305,9 @@ def check_si_exp(core, name: str, work_dir: Path, *, count: int = 10_000,
 def check_si_norm(core, name: str, work_dir: Path, *, count: int = 10_000, seed: int = 0,
                   exhaustive: bool = False) -> StreamCheck:
     """SI-norm against the closed form (itself equal to the spiking definition,
-    :func:`golden.si_norm.si_norm_spiking`, checked exhaustively in the simulator tests);
-    ``exhaustive`` adds every pair e <= vth of the core's widths."""
+    :func:`golden.si_norm.si_norm_spiking`, checked exhaustively in the simulator tests),
+    random tags copied through when the core has them; ``exhaustive`` adds every pair
+    e <= vth of the core's widths."""
     pairs, vectors = si_norm_inputs(core, count, seed)
     if exhaustive:
         every = [(e, v) for v in range(1 << core.vth_width)
@@ -303,6 +316,7 @@ def check_si_norm(core, name: str, work_dir: Path, *, count: int = 10_000, seed:
         vectors["exhaustive"] = len(every)
     beats = [{"e": e, "vth": v} for e, v in pairs]
     expected = core.reference_outputs([e for e, _ in pairs], [v for _, v in pairs])
+    _add_tags(core, beats, expected, seed)
     timing = {"one beat": (beats[:1], expected[:1]), "64 beats": (beats[:64], expected[:64])}
     cut = random.Random(seed).randrange(1, 200)
     checked, cycles, t = _run(core, name, work_dir, beats, expected, reset_upto=(400, 400),

@@ -4,7 +4,8 @@
 Per parameter set (see sim/softmax_check.py): SI-exp and SI-norm at least 10,000 random inputs
 plus every input that lands exactly on a threshold and one LSB either side, and the range and
 format edges; the softmax at least 2,000 random rows plus one-element, all-equal, saturating,
-n_max-long and overlong rows. Every set runs under random stalls, is cut by a reset in mid-stream
+n_max-long and overlong rows. The sets named ``_tagged`` give every beat a random tag that
+must come back on its output. Every set runs under random stalls, is cut by a reset in mid-stream
 (mid-row for the softmax), runs again under heavy back-pressure, and is timed without stalls.
 Measured figures go to build/sim/<name>.json.
 """
@@ -29,22 +30,24 @@ def si_exp_sets():
             K=12, lo=-1.0, hi=1.0, variant="unrolled", table=make_test_table(12, -1.0, 1.0)),
         "si_exp_iterative_k12": lambda: SIExp(
             K=12, lo=-8.0, hi=0.0, variant="iterative", table=make_test_table(12, -8.0, 0.0)),
-        # Random tables: negative h, thresholds outside the range, negative outputs.
-        "si_exp_random_k5": lambda: SIExp(
-            K=5, lo=-2.0, hi=1.5, variant="unrolled",
+        # Random tables: negative h, thresholds outside the range, negative outputs; tags
+        # (random per beat) must come back on their beat's output.
+        "si_exp_random_k5_tagged": lambda: SIExp(
+            K=5, lo=-2.0, hi=1.5, variant="unrolled", tag_width=7,
             table=make_test_table(5, -2.0, 1.5, kind="random", seed=5,
                                   input_format=Format(9, 5), output_frac=8)),
         # The shipped default: the trained table for K = 12 on [-1, 1].
         "si_exp_shipped_k12": lambda: SIExp(),
-        "si_exp_iterative_random_k3": lambda: SIExp(
-            K=3, lo=-1.0, hi=1.0, variant="iterative",
+        "si_exp_iterative_random_k3_tagged": lambda: SIExp(
+            K=3, lo=-1.0, hi=1.0, variant="iterative", tag_width=3,
             table=make_test_table(3, -1.0, 1.0, kind="random", seed=3)),
     }
 
 
 SI_NORM_SETS = {
     "si_norm_default": dict(e_width=16, n_max=16, N=256, rounding="round"),
-    "si_norm_wide_floor": dict(e_width=20, n_max=200, N=1 << 16, rounding="floor"),
+    "si_norm_wide_floor_tagged": dict(e_width=20, n_max=200, N=1 << 16, rounding="floor",
+                                      tag_width=9),
     # Small enough to add every pair e <= vth.
     "si_norm_small_exhaustive": dict(e_width=4, n_max=4, N=8, rounding="round"),
 }
