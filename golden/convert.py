@@ -51,7 +51,7 @@ from .ecm import ecm_matmul, ecm_unary, ecm_unary_int, round_shift
 from .fixed import Format, check_int
 from .mt_neuron import mt_decode, mt_neuron_float
 from .si_exp import SIExpTable, shipped_table
-from .si_norm import ROUNDINGS, check_power_of_two_N
+from .si_norm import check_power_of_two_N, check_rounding
 from .softmax import spiking_softmax_float
 
 __all__ = [
@@ -93,9 +93,7 @@ class ConversionConfig:
         if self.softmax_input not in SOFTMAX_INPUTS:
             raise ValueError(f"softmax_input must be one of {', '.join(SOFTMAX_INPUTS)}, "
                              f"not {self.softmax_input!r}")
-        if self.rounding not in ROUNDINGS:
-            raise ValueError(f"rounding must be one of {', '.join(ROUNDINGS)}, "
-                             f"not {self.rounding!r}")
+        check_rounding(self.rounding)
         check_int("K", self.K, minimum=1, maximum=64)
         check_power_of_two_N(self.N)
         if self.table is not None and not isinstance(self.table, SIExpTable):

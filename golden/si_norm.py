@@ -13,7 +13,8 @@ import torch
 
 from .fixed import check_int
 
-__all__ = ["ROUNDINGS", "MAX_N", "check_power_of_two_N", "si_norm", "si_norm_spiking"]
+__all__ = ["ROUNDINGS", "MAX_N", "check_power_of_two_N", "check_rounding", "si_norm",
+           "si_norm_spiking"]
 
 ROUNDINGS = ("floor", "round")
 MAX_N = 1 << 24  #: the most input spikes (the closed form's widths stay far below 64 bits)
@@ -28,10 +29,15 @@ def check_power_of_two_N(N: int) -> int:
     return N.bit_length() - 1
 
 
-def _check(e: torch.Tensor, N: int, rounding: str) -> torch.Tensor:
-    check_int("N", N, minimum=1, maximum=MAX_N)
+def check_rounding(rounding: str) -> None:
+    """``rounding`` must name one of :data:`ROUNDINGS`."""
     if rounding not in ROUNDINGS:
         raise ValueError(f"rounding must be one of {', '.join(ROUNDINGS)}, not {rounding!r}")
+
+
+def _check(e: torch.Tensor, N: int, rounding: str) -> torch.Tensor:
+    check_int("N", N, minimum=1, maximum=MAX_N)
+    check_rounding(rounding)
     e = torch.as_tensor(e)
     if e.is_floating_point():
         raise TypeError("e must be an integer tensor")

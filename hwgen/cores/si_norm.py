@@ -30,7 +30,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from golden.fixed import check_int
-from golden.si_norm import ROUNDINGS, check_power_of_two_N
+from golden.si_norm import check_power_of_two_N, check_rounding
 
 __all__ = ["SINorm", "VARIANTS", "check_norm_parameters"]
 
@@ -40,8 +40,7 @@ VARIANTS = ("pipelined", "iterative")
 def check_norm_parameters(N: int, rounding: str) -> int:
     """Validate N (a power of two, 1 to 2**24) and rounding; return q = log2(N)."""
     q = check_power_of_two_N(N)
-    if rounding not in ROUNDINGS:
-        raise ValueError(f"rounding must be one of {', '.join(ROUNDINGS)}, not {rounding!r}")
+    check_rounding(rounding)
     return q
 
 
