@@ -37,7 +37,7 @@ from .ecm import cumulative_difference, ecm_matmul_int, steps_like
 from .fixed import check_int
 from .mt_neuron import mt_neuron
 from .si_exp import SIExpTable
-from .si_norm import check_power_of_two_N
+from .si_norm import check_power_of_two_N, check_rounding
 from .softmax import spiking_softmax
 
 __all__ = ["HeadConfig", "HeadResult", "attention_head", "decode_codes", "check_codes",
@@ -88,6 +88,7 @@ class HeadConfig:
         check_int("time_steps", self.time_steps, minimum=1, maximum=1 << 16)
         check_int("levels", self.levels, minimum=1, maximum=16)
         check_power_of_two_N(self.N)
+        check_rounding(self.rounding)
         check_int("scale_bits", self.scale_bits, minimum=2, maximum=30)
         for name in ("q_exponents", "k_exponents", "v_exponents", "s_exponents",
                      "out_exponents"):

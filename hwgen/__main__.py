@@ -65,8 +65,13 @@ def _report(args):
 
 def _boards(args):
     from boards import BOARDS
+    from .build import DESIGNS
+    print("boards (build --board):")
     for name, board in BOARDS.items():
-        print(f"{name}: {board.device}, {board.clock_hz / 1e6:g} MHz clock")
+        print(f"  {name}: {board.device}, {board.clock_hz / 1e6:g} MHz clock")
+    print("designs (build --design):")
+    for name, design in DESIGNS.items():
+        print(f"  {name}: {design.description}")
 
 
 def _build(args):
@@ -127,11 +132,16 @@ def parser() -> argparse.ArgumentParser:
     q.add_argument("--json", metavar="FILE", type=output_file, help="also write the JSON to FILE")
     q.set_defaults(run=_report)
 
-    sub.add_parser("boards", help="list the supported boards").set_defaults(run=_boards)
+    sub.add_parser("boards", help="list the supported boards and the designs `build` makes"
+                   ).set_defaults(run=_boards)
 
     q = sub.add_parser("build", help="build a board bitstream with a self-testing design")
-    q.add_argument("--board", default="icebreaker", help="board name (default: icebreaker)")
-    q.add_argument("--design", default="if-selftest", help="design (default: if-selftest)")
+    from boards import BOARDS  # light; the designs need the cores, so `boards` lists them
+    q.add_argument("--board", default="icebreaker",
+                   help=f"board: {', '.join(BOARDS)} (default: icebreaker)")
+    q.add_argument("--design", default="if-selftest",
+                   help="design to self-test on the board, listed by `boards` "
+                        "(default: if-selftest)")
     q.add_argument("--out", type=output_folder, help="output folder (default: build/BOARD-DESIGN)")
     q.add_argument("--seed", type=int, default=1, help="placer seed (default: 1)")
     q.set_defaults(run=_build)

@@ -24,7 +24,7 @@ def test_abbreviated_options_are_rejected(main, argv, capsys):
     assert "unrecognized arguments" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("name", ["0", "my core", "if-core", "if$2", ""])
+@pytest.mark.parametrize("name", ["0", "my core", "if-core", "if$2", "", "module", "logic"])
 def test_verilog_rejects_a_bad_module_name(name, capsys):
     assert hwgen_main(["verilog", "if", "--param", "neurons=2", "--name", name]) == 2
     assert f"not {name!r}" in capsys.readouterr().err
@@ -35,6 +35,18 @@ def test_verilog_writes_the_named_module(tmp_path):
     assert hwgen_main(["verilog", "if", "--param", "neurons=2", "--name", "if_2",
                        "-o", str(out)]) == 0
     assert "\nmodule if_2(" in out.read_text()
+
+
+def test_boards_lists_what_build_takes(capsys):
+    from boards import BOARDS
+    from hwgen.build import DESIGNS
+    assert hwgen_main(["boards"]) == 0
+    listed = {line.split(":")[0].strip() for line in capsys.readouterr().out.splitlines()}
+    assert set(BOARDS) | set(DESIGNS) <= listed
+    with pytest.raises(SystemExit):
+        hwgen_main(["build", "--help"])
+    help_text = capsys.readouterr().out
+    assert all(board in help_text for board in BOARDS)
 
 
 def test_neuron_names_a_bad_input(capsys):

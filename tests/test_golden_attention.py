@@ -208,6 +208,8 @@ def test_head_config_and_codes_are_checked():
     c = _config("tiny")
     with pytest.raises(ValueError, match="N must be a power of two"):
         HeadConfig(**{**c.__dict__, "N": 100})
+    with pytest.raises(ValueError, match="rounding must be one of"):
+        HeadConfig(**{**c.__dict__, "rounding": "nearest"})
     with pytest.raises(ValueError, match="q_exponents"):
         HeadConfig(**{**c.__dict__, "q_exponents": (1.5, 2)})
     with pytest.raises(ValueError, match="softmax_input"):
