@@ -173,8 +173,12 @@ def si_exp(x, table: SIExpTable) -> SIExpResult:
 
 
 def si_exp_float(x, h, d, T, lo: float, hi: float) -> torch.Tensor:
-    """Real-valued twin (float64): the same dynamics on real tables."""
-    v = torch.as_tensor(x, dtype=torch.float64).clamp(lo, hi)
+    """Real-valued twin (float64): the same dynamics on real tables. NaN is refused (it would
+    fire nothing and read as 0); infinities clamp like any value outside [lo, hi]."""
+    v = torch.as_tensor(x, dtype=torch.float64)
+    if v.isnan().any():
+        raise ValueError("x must not contain NaN")
+    v = v.clamp(lo, hi)
     out = torch.zeros_like(v)
     for t in range(len(h)):
         z = (v >= float(T[t])).to(torch.float64)

@@ -35,22 +35,37 @@ def check_rounding(rounding: str) -> None:
         raise ValueError(f"rounding must be one of {', '.join(ROUNDINGS)}, not {rounding!r}")
 
 
-def _check(e: torch.Tensor, N: int, rounding: str) -> torch.Tensor:
+_INT64_MAX = (1 << 63) - 1
+
+
+def _check(e: torch.Tensor, N: int, rounding: str, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``e`` as int64 and its row sums ``Vth`` (keepdim), refusing what int64 cannot hold:
+    the counts need ``N * e_i + v_init <= (N + 1) * Vth``."""
     check_int("N", N, minimum=1, maximum=MAX_N)
     check_rounding(rounding)
     e = torch.as_tensor(e)
-    if e.is_floating_point():
-        raise TypeError("e must be an integer tensor")
+    if e.is_floating_point() or e.dtype == torch.bool:
+        raise TypeError(f"e must be an integer tensor, not {e.dtype}")
     e = e.to(torch.int64)
+    if e.numel() == 0:
+        return e, e.sum(dim=dim, keepdim=True)
     if (e < 0).any():
         raise ValueError(f"e must be non-negative (SI-exp outputs); found {int(e.min())}")
-    return e
+    largest_sum = _INT64_MAX // (N + 1)
+    # max * row length bounds every row sum, so the sum below cannot wrap.
+    if int(e.max()) > _INT64_MAX // max(1, e.size(dim)):
+        raise ValueError(f"e has an element {int(e.max())}; with N={N} a row of SI-norm may sum "
+                         f"to at most {largest_sum}")
+    vth = e.sum(dim=dim, keepdim=True)
+    if int(vth.max()) > largest_sum:
+        raise ValueError(f"e has a row summing to {int(vth.max())}; with N={N} a row of SI-norm "
+                         f"may sum to at most {largest_sum}")
+    return e, vth
 
 
 def si_norm(e, N: int, rounding: str = "round", dim: int = -1) -> torch.Tensor:
     """Counts ``c`` for rows of ``e`` along ``dim`` by the closed form (vectorised)."""
-    e = _check(e, N, rounding)
-    vth = e.sum(dim=dim, keepdim=True)
+    e, vth = _check(e, N, rounding, dim)
     v_init = vth // 2 if rounding == "round" else torch.zeros_like(vth)
     safe = vth.clamp(min=1)
     return torch.where(vth > 0, (N * e + v_init) // safe, 0)
@@ -58,8 +73,8 @@ def si_norm(e, N: int, rounding: str = "round", dim: int = -1) -> torch.Tensor:
 
 def si_norm_spiking(e, N: int, rounding: str = "round", dim: int = -1) -> torch.Tensor:
     """The same counts by running the IF dynamics for N input spikes (the definition)."""
-    e = _check(e, N, rounding)
-    vth = e.sum(dim=dim, keepdim=True).expand_as(e)
+    e, vth = _check(e, N, rounding, dim)
+    vth = vth.expand_as(e)
     v = vth // 2 if rounding == "round" else torch.zeros_like(e)
     count = torch.zeros_like(e)
     for _ in range(N):

@@ -34,6 +34,11 @@ def test_tie_fires_and_clamp():
     t = SIExpTable(S8_4, Format(8, 4), -8, 8, (4,), (3,), (4,))
     assert si_exp(torch.tensor([3, 4, 5, 100]), t).out.tolist() == [0, 3, 3, 3]
     assert si_exp(torch.tensor([3, 4]), t).spikes.tolist() == [0, 1]
+    hf, df, Tf = t.to_float()
+    inf = float("inf")
+    assert si_exp_float(torch.tensor([-inf, inf]), hf, df, Tf, *t.range).tolist() == [0.0, 0.1875]
+    with pytest.raises(ValueError, match="NaN"):
+        si_exp_float(torch.tensor([0.5, float("nan")]), hf, df, Tf, *t.range)
 
 
 @settings(max_examples=50, deadline=None)
@@ -85,6 +90,15 @@ def test_si_norm_edge_rows():
         si_norm(torch.tensor([[1]]), 4, "up")
     with pytest.raises(ValueError, match="e must be non-negative"):
         si_norm(torch.tensor([[-1, 2]]), 4)
+    # int64 holds the counts up to (N + 1) * Vth; larger rows are refused, not wrapped
+    limit = ((1 << 63) - 1) // 257
+    assert si_norm(torch.tensor([[limit - 1, 1]]), 256).tolist() == [[256, 0]]
+    with pytest.raises(ValueError, match="summing to"):
+        si_norm(torch.tensor([[limit, 1]]), 256)
+    with pytest.raises(ValueError, match="has an element"):
+        si_norm_spiking(torch.tensor([[1 << 62, 1 << 62]]), 4)
+    with pytest.raises(TypeError, match="integer tensor"):
+        si_norm(torch.tensor([[True, False]]), 4)
 
 
 def test_spiking_softmax_vectorised_over_leading_dims():
