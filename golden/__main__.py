@@ -3,6 +3,7 @@
     python -m golden neuron if --x 0.3 --T 8
     python -m golden neuron mt --x 1.4 --T 6 --lambda-pos 1 --lambda-neg 1 --levels 3 --json
     python -m golden si-exp fit --K 12 --range -1 1 [--seed 0] [--restarts R] [-o FILE]
+    python -m golden si-exp fit --K 8 --range -6 6 --target sigmoid -o sigmoid8.json
     python -m golden si-exp eval [--K 12 | --params FILE] [--range -1 1] [--json]
     python -m golden softmax eval [--K 12] [--N 256] [--rounding round] [--json]
     python -m golden plots [--out build/plots]
@@ -23,6 +24,7 @@ from .cli import Parser, output_file, output_folder, run
 from .fixed import Format
 from .if_neuron import IFConfig, if_neuron, if_neuron_float
 from .mt_neuron import MTConfig, mt_decode, mt_neuron, mt_neuron_float
+from .si_exp import TARGETS
 
 
 def _inputs(args, fmt: Format) -> tuple[torch.Tensor, torch.Tensor]:
@@ -101,12 +103,17 @@ def _si_exp_fit(args):
         if getattr(args, name) is not None:
             options[name] = getattr(args, name)
             command += f" --{name} {options[name]}"
+    if args.target != "exp":
+        command += f" --target {args.target}"
+        if not args.output:  # the package's table folder holds the softmax's exp tables
+            raise ValueError(f"--target {args.target} needs -o FILE")
     out = Path(args.output) if args.output else table_path(args.K, lo, hi)
     if out.exists() and not args.force:  # checked before training, not after it
         raise ValueError(f"{out} exists; pass --force to overwrite it or -o to write elsewhere")
     # One thread: the shipped tables were made so, and reductions can differ across counts.
     torch.set_num_threads(1)
-    table = fit_si_exp(args.K, lo, hi, seed=args.seed, command=command, **options)
+    table = fit_si_exp(args.K, lo, hi, seed=args.seed, command=command,
+                       target=TARGETS[args.target], target_name=args.target, **options)
     table.save(out)
     print(json.dumps({"file": str(out), **table.info["measured"]}, indent=2))
 
@@ -129,7 +136,7 @@ def _si_exp_eval(args):
             raise ValueError(f"--range {args.range[0]:g} {args.range[1]:g} differs from the "
                              f"range [{table.range[0]:g}, {table.range[1]:g}] of {args.params}; "
                              f"a table is measured on its own range")
-    result = evaluate_table(table, args.points)
+    result = {"target": table.target, **evaluate_table(table, args.points)}
     result["input_format"], result["output_format"] = str(table.input_format), \
         str(table.output_format)
     _print(result, args.json, 14)
@@ -212,9 +219,12 @@ def parser() -> argparse.ArgumentParser:
                         "trainer's)")
     q.add_argument("-o", "--output", type=output_file,
                    help="table file (default: the shipped table's path)")
+    q.add_argument("--target", choices=list(TARGETS), default="exp",
+                   help="function the table approximates (default: exp; the others need -o)")
     q.add_argument("--force", action="store_true", help="overwrite an existing file")
     q.set_defaults(run=_si_exp_fit)
-    q = si.add_parser("eval", help="measure a table's integer model against exp")
+    q = si.add_parser("eval", help="measure a table's integer model against its target (exp for "
+                                   "the shipped tables)")
     q.add_argument("--K", type=int, help="shipped table with K steps (default 12)")
     q.add_argument("--params", help="table file instead of a shipped table")
     q.add_argument("--range", type=float, nargs=2, metavar=("LO", "HI"),

@@ -36,7 +36,7 @@ import torch
 from .ecm import cumulative_difference, ecm_matmul_int, steps_like
 from .fixed import check_int
 from .mt_neuron import mt_neuron
-from .si_exp import SIExpTable
+from .si_exp import SIExpTable, check_exp_table
 from .si_norm import check_power_of_two_N, check_rounding
 from .softmax import spiking_softmax
 
@@ -93,8 +93,7 @@ class HeadConfig:
         for name in ("q_exponents", "k_exponents", "v_exponents", "s_exponents",
                      "out_exponents"):
             _check_exponents(name, getattr(self, name))
-        if not isinstance(self.table, SIExpTable):
-            raise TypeError(f"table must be an SIExpTable, not {type(self.table).__name__}")
+        check_exp_table(self.table)
         if self.softmax not in SOFTMAXES:
             raise ValueError(f"softmax must be one of {', '.join(SOFTMAXES)}, not {self.softmax!r}")
         if self.softmax_input not in SOFTMAX_INPUTS:

@@ -50,7 +50,7 @@ from .attention import (SOFTMAX_INPUTS, SOFTMAXES, HeadConfig, attention_head, d
 from .ecm import ecm_matmul, ecm_unary, ecm_unary_int, round_shift
 from .fixed import Format, check_int
 from .mt_neuron import mt_decode, mt_neuron_float
-from .si_exp import SIExpTable, shipped_table
+from .si_exp import SIExpTable, check_exp_table, shipped_table
 from .si_norm import check_power_of_two_N, check_rounding
 from .softmax import spiking_softmax_float
 
@@ -96,8 +96,8 @@ class ConversionConfig:
         check_rounding(self.rounding)
         check_int("K", self.K, minimum=1, maximum=64)
         check_power_of_two_N(self.N)
-        if self.table is not None and not isinstance(self.table, SIExpTable):
-            raise TypeError(f"table must be an SIExpTable, not {type(self.table).__name__}")
+        if self.table is not None:
+            check_exp_table(self.table)
         if self.softmax == "spiking":
             self.si_exp_table  # a K without a shipped table fails here, not at the first step
         check_int("act_frac", self.act_frac, minimum=0, maximum=30)

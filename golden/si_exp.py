@@ -25,9 +25,14 @@ import torch
 from .fixed import Format, check_int
 
 __all__ = ["SIExpTable", "SIExpResult", "si_exp", "si_exp_float", "shipped_table",
-           "shipped_tables", "TABLE_DIR", "evaluate_table"]
+           "shipped_tables", "TABLE_DIR", "TARGETS", "evaluate_table", "check_exp_table"]
 
 TABLE_DIR = Path(__file__).resolve().parent / "tables"
+
+#: The functions a table can be trained for and measured against, by the name its
+#: ``info["target"]`` records. SIT needs exp; the others are the FS neuron's other uses.
+TARGETS = {"exp": torch.exp, "sigmoid": torch.sigmoid, "tanh": torch.tanh,
+           "silu": torch.nn.functional.silu, "gelu": torch.nn.functional.gelu}
 
 
 class SIExpResult(NamedTuple):
@@ -48,6 +53,11 @@ class SIExpTable:
     d: tuple[int, ...]
     T: tuple[int, ...]
     info: dict = field(default_factory=dict)
+
+    @property
+    def target(self) -> str:
+        """Name of the function the table approximates: ``info["target"]``, exp if unrecorded."""
+        return self.info.get("target", "exp")
 
     def __post_init__(self):
         K = len(self.h)
@@ -187,11 +197,16 @@ def si_exp_float(x, h, d, T, lo: float, hi: float) -> torch.Tensor:
     return out
 
 
-def evaluate_table(table: SIExpTable, points: int = 10_000, target=torch.exp) -> dict:
+def evaluate_table(table: SIExpTable, points: int = 10_000, target=None) -> dict:
     """Error of the integer model against ``target`` on ``points`` evenly spaced reals of the
     table's range (each quantised to the input format, compared with ``target`` of the real);
-    ``points`` from 2 to 10,000,000."""
+    ``points`` from 2 to 10,000,000. ``target`` None is the table's own (:data:`TARGETS`)."""
     check_int("points", points, minimum=2, maximum=10_000_000)
+    if target is None:
+        if table.target not in TARGETS:
+            raise ValueError(f"the table approximates {table.target!r}, not one of "
+                             f"{', '.join(TARGETS)}; pass target= to measure it")
+        target = TARGETS[table.target]
     lo, hi = table.range
     xr = torch.linspace(lo, hi, points, dtype=torch.float64)
     res = si_exp(table.input_format.quantise(xr), table)
@@ -200,6 +215,16 @@ def evaluate_table(table: SIExpTable, points: int = 10_000, target=torch.exp) ->
     return {"K": table.K, "range": [lo, hi], "points": points, "mse": mse,
             "rmse": math.sqrt(mse), "max_abs": float(err.abs().max()),
             "mean_spikes": float(res.spikes.double().mean())}
+
+
+def check_exp_table(table: SIExpTable) -> SIExpTable:
+    """``table``, refused unless it approximates exp (the spiking softmax's SI-exp)."""
+    if not isinstance(table, SIExpTable):
+        raise TypeError(f"table must be an SIExpTable, not {type(table).__name__}")
+    if table.target != "exp":
+        raise ValueError(f"the spiking softmax needs a table of exp; this one approximates "
+                         f"{table.target}")
+    return table
 
 
 def _range_tag(lo: float, hi: float) -> str:

@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import torch
 
-from .si_exp import SIExpTable, si_exp
+from .si_exp import SIExpTable, check_exp_table, si_exp
 from .si_norm import check_power_of_two_N, si_norm
 
 __all__ = ["SpikingSoftmaxResult", "spiking_softmax", "spiking_softmax_float"]
@@ -29,6 +29,7 @@ def spiking_softmax(x, table: SIExpTable, N: int = 256, *, subtract_max: bool = 
                     rounding: str = "round") -> SpikingSoftmaxResult:
     """Counts out of ``N`` (a power of two, D6) for each row of ``x`` (see the module)."""
     check_power_of_two_N(N)
+    check_exp_table(table)
     x = table.input_format.check("x", x)
     if x.dim() == 0:
         raise ValueError("x must have at least one dimension (the rows run along the last)")

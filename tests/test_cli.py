@@ -3,6 +3,7 @@
 named in the error, every check comes before long work (training, emission, place-and-route),
 output paths included, and a closed pipe ends a command quietly."""
 
+import json
 import subprocess
 import sys
 
@@ -95,6 +96,20 @@ def test_si_exp_fit_refuses_an_existing_file_before_training(tmp_path, capsys):
     assert golden_main(["si-exp", "fit", "--K", "8", "-o", str(existing)]) == 2
     assert "exists; pass --force" in capsys.readouterr().err
     assert existing.read_text() == "{}"
+
+
+def test_si_exp_fit_for_another_target(tmp_path, capsys):
+    # Refused before training: the package's table folder is for the softmax's exp tables.
+    assert golden_main(["si-exp", "fit", "--K", "2", "--target", "sigmoid"]) == 2
+    assert "--target sigmoid needs -o FILE" in capsys.readouterr().err
+    out = tmp_path / "sigmoid2.json"
+    assert golden_main(["si-exp", "fit", "--K", "2", "--range", "-2", "2", "--target", "sigmoid",
+                        "--restarts", "1", "--kicks", "0", "-o", str(out)]) == 0
+    fitted = json.loads(capsys.readouterr().out)
+    assert golden_main(["si-exp", "eval", "--params", str(out), "--json"]) == 0
+    measured = json.loads(capsys.readouterr().out)
+    assert measured["target"] == "sigmoid" and measured["mse"] == fitted["mse"] < 0.01
+    assert "--target sigmoid" in json.loads(out.read_text())["info"]["command"]
 
 
 def test_a_reader_that_stops_early_ends_the_command_quietly():

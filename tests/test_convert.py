@@ -1,5 +1,7 @@
 """ANN → SNN conversion (golden/convert.py): telescoping, calibration, attention, BERT, errors."""
 
+import dataclasses
+
 import pytest
 import torch
 from torch import nn
@@ -7,6 +9,7 @@ from torch import nn
 from golden.convert import ConversionConfig, convert
 from golden.energy import energy_report
 from golden.mt_neuron import mt_decode, mt_neuron_float
+from golden.si_exp import shipped_table
 
 
 @pytest.fixture(autouse=True)
@@ -236,6 +239,8 @@ def test_bad_conversion_parameters_are_named():
     ({"N": 100}, "N must be a power of two"),
     ({"softmax": "spiking", "K": 7}, r"no shipped SI-exp table for K=7 on \[-8, 0\]"),
     ({"table": "k12.json"}, "table must be an SIExpTable, not str"),
+    ({"table": dataclasses.replace(shipped_table(12, -8, 0), info={"target": "silu"})},
+     "the spiking softmax needs a table of exp; this one approximates silu"),
     ({"act_width": 0}, "act_width must be an integer from 2 to 62, not 0"),
     ({"weight_width": 64}, "weight_width must be an integer from 2 to 62, not 64"),
     ({"analog": "0"}, "analog must be a tuple of Linear module names, not '0'"),

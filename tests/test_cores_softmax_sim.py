@@ -3,6 +3,7 @@ protocol (stalls, back-pressure, rows back to back, reset in mid-row), latency a
 the SI-norm divider against the spiking definition (exhaustive on small widths), and parameter
 checks. The bit-exact regressions on the emitted Verilog are in test_cocotb_softmax."""
 
+import dataclasses
 import random
 
 import pytest
@@ -276,6 +277,7 @@ def test_table_from_json_path(tmp_path):
 
 
 TABLE = make_test_table(4, -1.0, 1.0)
+TANH_TABLE = dataclasses.replace(TABLE, info={"target": "tanh"})
 
 
 @pytest.mark.parametrize("cls, params, error, message", [
@@ -307,6 +309,8 @@ TABLE = make_test_table(4, -1.0, 1.0)
     (SpikingSoftmax, {"N": 3}, ValueError, r"^N must be a power of two from 1 to 16777216"),
     (SpikingSoftmax, {"K": 5, "table": TABLE, "subtract_max": False}, ValueError,
      r"^K=5 does not match the table, which has K=4$"),
+    (SpikingSoftmax, {"K": 4, "table": TANH_TABLE, "subtract_max": False}, ValueError,
+     r"^the spiking softmax needs a table of exp; this one approximates tanh$"),
     (SpikingSoftmax, {"K": 4, "table": TABLE, "lo": -8.0}, ValueError,
      r"^range \[-8, 1\] does not match the table's range \[-1, 1\]$"),
 ])

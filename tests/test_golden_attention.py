@@ -1,6 +1,7 @@
 """The integer ECM operators and the integer attention head against step-by-step references
 written with Python integers (the specification the hardware head implements)."""
 
+import dataclasses
 import math
 import random
 
@@ -216,6 +217,8 @@ def test_head_config_and_codes_are_checked():
         HeadConfig(**{**c.__dict__, "softmax_input": "clip"})
     with pytest.raises(ValueError, match="range ends at 0"):
         HeadConfig(**{**c.__dict__, "table": shipped_table(12)})
+    with pytest.raises(ValueError, match="needs a table of exp; this one approximates gelu"):
+        HeadConfig(**{**c.__dict__, "table": dataclasses.replace(c.table, info={"target": "gelu"})})
     with pytest.raises(ValueError, match="not an MT code"):
         check_codes("q_codes", torch.tensor([0, 3]), 3)
     with pytest.raises(ValueError, match="not an MT code"):

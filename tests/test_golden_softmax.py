@@ -1,5 +1,6 @@
 """Golden SI-exp, SI-norm and spiking softmax (D5-D7)."""
 
+import dataclasses
 import itertools
 import json
 import re
@@ -123,10 +124,15 @@ def test_max_subtraction_is_shift_invariant():
      "N must be a power of two from 1 to 16777216, not 3"),
     (torch.zeros(2, 3, dtype=torch.int64), 0, "N must be an integer from 1 to 16777216, not 0"),
     (torch.tensor(5), 256, "x must have at least one dimension"),
+    (torch.zeros(2, 3, dtype=torch.int64), 256,
+     "the spiking softmax needs a table of exp; this one approximates sigmoid"),
 ])
 def test_spiking_softmax_names_bad_arguments(x, N, message):
+    table = shipped_table(12, -8, 0)
+    if "sigmoid" in message:
+        table = dataclasses.replace(table, info={"target": "sigmoid"})
     with pytest.raises(ValueError, match=re.escape(message)):
-        spiking_softmax(x, shipped_table(12, -8, 0), N)
+        spiking_softmax(x, table, N)
 
 
 def test_evaluate_softmax_reports_the_documented_keys():

@@ -61,7 +61,8 @@ def test_short_fit_reaches_a_sane_error(small_fit):
 def test_other_target_and_range():
     t = fit_si_exp(3, -8.0, 0.0, seed=0, target=torch.sigmoid, target_name="sigmoid", **SMALL)
     m = evaluate_table(t, SMALL["points"], torch.sigmoid)
-    assert m == t.info["measured"] and m["mse"] < 0.01 and t.info["target"] == "sigmoid"
+    assert m == t.info["measured"] and m["mse"] < 0.01 and t.target == "sigmoid"
+    assert evaluate_table(t, SMALL["points"]) == m  # the table's own target by default
     assert t.range == (-8.0, 0.0)
 
 

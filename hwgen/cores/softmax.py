@@ -42,7 +42,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from golden.fixed import check_int
-from golden.si_exp import SIExpTable
+from golden.si_exp import SIExpTable, check_exp_table
 
 from .si_exp import VARIANTS, SIExp, resolve_table
 from .si_norm import SINorm, check_norm_parameters
@@ -118,7 +118,7 @@ class SpikingSoftmax(wiring.Component):
         if isinstance(table, (str, Path)):
             table = SIExpTable.load(table)
         lo, hi = _default_range(lo, hi, subtract_max, table)
-        self._table = resolve_table(K, lo, hi, table)
+        self._table = check_exp_table(resolve_table(K, lo, hi, table))
         width = self._table.input_format.width
         if x_width is None:
             x_width = width
