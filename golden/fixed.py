@@ -95,24 +95,28 @@ class Format:
         q = torch.floor(x * 2.0 ** self.frac + 0.5)
         return q.clamp(self.min_int, self.max_int).to(torch.int64)
 
+    def _integers(self, name: str, q) -> torch.Tensor:
+        """``q`` as int64; a real or boolean tensor is refused, never truncated."""
+        q = torch.as_tensor(q)
+        if q.is_floating_point() or q.is_complex() or q.dtype == torch.bool:
+            raise TypeError(f"{name} must be an integer tensor in format {self}, not {q.dtype}")
+        return q.to(torch.int64)
+
     def saturate(self, q) -> torch.Tensor:
         """Clamp integers into the format's range."""
-        return torch.as_tensor(q, dtype=torch.int64).clamp(self.min_int, self.max_int)
+        return self._integers("q", q).clamp(self.min_int, self.max_int)
 
     def to_float(self, q) -> torch.Tensor:
         """Integer → real (float64, exact for widths up to 53 bits)."""
-        return torch.as_tensor(q, dtype=torch.int64).to(torch.float64) * self.lsb
+        return self._integers("q", q).to(torch.float64) * self.lsb
 
     def contains(self, q) -> bool:
-        q = torch.as_tensor(q, dtype=torch.int64)
+        q = self._integers("q", q)
         return bool(((q >= self.min_int) & (q <= self.max_int)).all())
 
     def check(self, name: str, q) -> torch.Tensor:
         """Return ``q`` as int64 if every element fits; otherwise raise naming ``name``."""
-        q = torch.as_tensor(q)
-        if q.is_floating_point() or q.is_complex() or q.dtype == torch.bool:
-            raise TypeError(f"{name} must be an integer tensor in format {self}, not {q.dtype}")
-        q = q.to(torch.int64)
+        q = self._integers(name, q)
         if q.numel() and not self.contains(q):
             raise ValueError(
                 f"{name} has values from {int(q.min())} to {int(q.max())}; format {self} allows "

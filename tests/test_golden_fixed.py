@@ -46,6 +46,14 @@ def test_check_names_parameter_and_range():
         Format(4).check("x", torch.tensor([0.5]))
 
 
+@pytest.mark.parametrize("method", ["saturate", "to_float", "contains"])
+def test_integer_methods_refuse_reals_instead_of_truncating(method):
+    assert getattr(Format(4), method)([3, -2]) is not None  # Python integers are fine
+    for reals in (torch.tensor([2.7]), torch.tensor([float("nan")]), torch.tensor([True])):
+        with pytest.raises(TypeError, match=r"q must be an integer tensor in format s4\.0"):
+            getattr(Format(4), method)(reals)
+
+
 def test_quantise_scalar_refuses_to_saturate():
     with pytest.raises(ValueError, match="threshold = 9.0 is outside format s8.4"):
         Format(8, 4).quantise_scalar("threshold", 9.0)
