@@ -59,6 +59,13 @@ class SIExpTable:
         """Name of the function the table approximates: ``info["target"]``, exp if unrecorded."""
         return self.info.get("target", "exp")
 
+    def target_function(self):
+        """The function of :data:`TARGETS` named by :attr:`target`; ValueError if unknown."""
+        if self.target not in TARGETS:
+            raise ValueError(f"the table approximates {self.target!r}, not one of "
+                             f"{', '.join(TARGETS)}; pass target= to measure it")
+        return TARGETS[self.target]
+
     def __post_init__(self):
         K = len(self.h)
         check_int("K", K, minimum=1, maximum=64)
@@ -203,10 +210,7 @@ def evaluate_table(table: SIExpTable, points: int = 10_000, target=None) -> dict
     ``points`` from 2 to 10,000,000. ``target`` None is the table's own (:data:`TARGETS`)."""
     check_int("points", points, minimum=2, maximum=10_000_000)
     if target is None:
-        if table.target not in TARGETS:
-            raise ValueError(f"the table approximates {table.target!r}, not one of "
-                             f"{', '.join(TARGETS)}; pass target= to measure it")
-        target = TARGETS[table.target]
+        target = table.target_function()
     lo, hi = table.range
     xr = torch.linspace(lo, hi, points, dtype=torch.float64)
     res = si_exp(table.input_format.quantise(xr), table)

@@ -100,9 +100,13 @@ class _IntegerObjective:
         return float(f[0]), [int(v) for v in dq[0]]
 
 
-def integer_mse(table: SIExpTable, points: int = 10_000, target: Callable = torch.exp) -> float:
+def integer_mse(table: SIExpTable, points: int = 10_000,
+                target: Callable | None = None) -> float:
     """MSE of ``table``'s integer model on the evaluation grid, computed the trainer's way
-    (spike matrix times d); equals :func:`golden.si_exp.evaluate_table`'s ``mse``."""
+    (spike matrix times d); equals :func:`golden.si_exp.evaluate_table`'s ``mse`` (``target``
+    None is the table's own)."""
+    if target is None:
+        target = table.target_function()
     lo, hi = table.range
     x = torch.linspace(lo, hi, points, dtype=torch.float64)
     v = table.input_format.quantise(x).clamp(table.lo, table.hi).to(torch.float64)
