@@ -245,6 +245,8 @@ def shipped_tables() -> list[Path]:
 
 def shipped_table(K: int, lo: float = -1.0, hi: float = 1.0) -> SIExpTable:
     """The trained table for K steps on [lo, hi] that ships with the package."""
+    if not lo < hi:
+        raise ValueError(f"range must have lo < hi, not [{lo:g}, {hi:g}]")
     path = table_path(K, lo, hi)
     if not path.exists():
         have = ", ".join(p.stem for p in shipped_tables()) or "none"

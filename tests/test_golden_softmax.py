@@ -198,6 +198,11 @@ def test_cli_missing_table_is_a_clear_error(capsys):
     assert "no shipped SI-exp table for K=3 on [-2, 5]" in capsys.readouterr().err
 
 
+def test_cli_si_exp_eval_refuses_a_reversed_range(capsys):
+    assert golden_main(["si-exp", "eval", "--range", "1", "-1"]) == 2
+    assert capsys.readouterr().err == "error: range must have lo < hi, not [1, -1]\n"
+
+
 def test_plots_are_written(tmp_path):
     assert golden_main(["plots", "--out", str(tmp_path)]) == 0
     for name in ("si_exp_error_vs_K.png", "softmax_spiking_vs_float.png"):
