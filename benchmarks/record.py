@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from golden.cli import output_file  # noqa: E402  (needs the path above)
+from golden.cli import output_file, write_output  # noqa: E402  (needs the path above)
 
 
 def parser(script: str, doc: str) -> argparse.ArgumentParser:
@@ -33,7 +33,7 @@ def parser(script: str, doc: str) -> argparse.ArgumentParser:
 def write(p: argparse.ArgumentParser, args: argparse.Namespace, argv, result: dict) -> None:
     """Write ``result`` to ``args.out``, headed by the command line (``argv``, or the process's
     arguments when it is None)."""
-    out = Path(args.out)  # its folder was made when the command line was parsed
+    out = Path(args.out)  # checked when the command line was parsed; its folder is made here
     command = " ".join([p.prog, *(sys.argv[1:] if argv is None else argv)])
-    out.write_text(json.dumps({"command": command, **result}, indent=2) + "\n")
+    write_output(out, json.dumps({"command": command, **result}, indent=2) + "\n")
     print(f"wrote {out}")

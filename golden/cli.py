@@ -1,8 +1,9 @@
 """Command-line conventions shared by ``python -m golden``, ``python -m hwgen``,
 ``python -m sim.attention_check`` and the benchmark scripts: options are spelled out in full, a
-bad argument is one line ``error: ...`` with exit status 2, output files and folders are checked
-(and their folders made) while parsing, before any work, and a reader that stops early
-(``| head``) ends the command quietly."""
+bad argument (or a failed tool, :class:`CommandError`) is one line ``error: ...`` with exit
+status 2, output files and folders are checked while parsing, before any work (and made only
+when written, :func:`write_output`), and a reader that stops early (``| head``) ends the
+command quietly."""
 
 from __future__ import annotations
 
@@ -11,7 +12,14 @@ import os
 import sys
 from pathlib import Path
 
-__all__ = ["Parser", "output_file", "output_folder", "run"]
+__all__ = ["CommandError", "Parser", "check_output_folder", "output_file", "output_folder",
+           "run", "write_output"]
+
+
+class CommandError(Exception):
+    """A failure that :func:`run` reports as one line ``error: ...`` with exit status 2, as it
+    does a ValueError or TypeError: a synthesis or place-and-route tool that failed, say
+    (:class:`hwgen.report.ToolError`)."""
 
 
 class Parser(argparse.ArgumentParser):
@@ -23,33 +31,47 @@ class Parser(argparse.ArgumentParser):
 
 
 def output_file(value: str) -> Path:
-    """``type=`` of an option that names a file to write. Its folder is made at parse time, so
-    that a path that cannot be written fails at once, not after the long work it would hold."""
+    """``type=`` of an option that names a file to write. Checked at parse time, so that a path
+    that cannot be written fails at once, not after the long work it would hold; its folder is
+    made only when the file is written (:func:`write_output`)."""
     path = Path(value)
     if path.is_dir():
         raise argparse.ArgumentTypeError(f"{value} is a folder; give a file name")
-    _make_folder(path.parent)
+    _checked(path.parent)
     return path
 
 
 def output_folder(value: str) -> Path:
-    """``type=`` of an option that names a folder to write into; made at parse time."""
-    path = Path(value)
-    _make_folder(path)
-    return path
+    """``type=`` of an option that names a folder to write into; checked at parse time, made by
+    the command that writes into it."""
+    return _checked(Path(value))
 
 
-def _make_folder(folder: Path) -> None:
-    nearest = next(f for f in (folder, *folder.parents) if f.exists())
-    if not nearest.is_dir():
-        raise argparse.ArgumentTypeError(f"{nearest} exists and is not a folder")
+def _checked(folder: Path) -> Path:
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise argparse.ArgumentTypeError(f"cannot make folder {folder}: "
-                                         f"{error.strerror or error}") from None
-    if not os.access(folder, os.W_OK):
-        raise argparse.ArgumentTypeError(f"cannot write to folder {folder}")
+        return check_output_folder(folder)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def check_output_folder(folder: str | Path) -> Path:
+    """``folder`` if it is a folder that can be written, or one that can be made (its nearest
+    existing ancestor is a writable folder); ValueError otherwise. Makes nothing."""
+    folder = Path(folder)
+    nearest = next(f for f in (folder, *folder.parents) if os.path.lexists(f))
+    if not nearest.is_dir():
+        raise ValueError(f"{nearest} exists and is not a folder")
+    if not os.access(nearest, os.W_OK | os.X_OK):
+        raise ValueError(f"cannot write to folder {folder}" if nearest == folder else
+                         f"cannot make folder {folder}: cannot write to folder {nearest}")
+    return folder
+
+
+def write_output(path: str | Path, text: str) -> None:
+    """Write ``text`` to the file ``path``, making its folder when missing."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
 
 
 def run(parser: argparse.ArgumentParser, argv=None) -> int:
@@ -57,7 +79,7 @@ def run(parser: argparse.ArgumentParser, argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         args.run(args)
-    except (ValueError, TypeError) as error:
+    except (ValueError, TypeError, CommandError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except BrokenPipeError:

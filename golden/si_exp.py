@@ -158,7 +158,10 @@ class SIExpTable:
                    data.get("info", {}))
 
     def save(self, path) -> None:
-        Path(path).write_text(json.dumps(self.to_json(), indent=1) + "\n")
+        """Write the table as JSON to ``path``, making its folder when missing."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_json(), indent=1) + "\n")
 
     @classmethod
     def load(cls, path) -> "SIExpTable":

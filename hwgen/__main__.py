@@ -11,17 +11,19 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import sys
-from pathlib import Path
 
-from golden.cli import Parser, output_file, output_folder, run
+from golden.cli import (Parser, check_output_folder, output_file, output_folder, run,
+                        write_output)
 
 
 def _cores(args):
     from .cores import CORES, core_parameters, make_core
     for name, cls in CORES.items():
-        summary = (cls.__doc__ or "").strip().splitlines()[0]
+        # The docstring's first paragraph, which may wrap over several lines.
+        summary = " ".join(inspect.cleandoc(cls.__doc__ or "").split("\n\n")[0].split())
         print(f"{name}: {cls.__name__} — {summary}")
         try:
             core = make_core(name)
@@ -46,7 +48,7 @@ def _verilog(args):
     core = _make(args)
     text = emit(core, f"{args.core}_core" if args.name is None else args.name)
     if args.output:
-        Path(args.output).write_text(text)
+        write_output(args.output, text)
         print(f"wrote {args.output}: latency {core.latency} cycles, throughput "
               f"{core.throughput:g} beats/cycle", file=sys.stderr)
     else:
@@ -60,7 +62,7 @@ def _report(args):
     text = json.dumps(result, indent=2)
     print(text)
     if args.json:
-        Path(args.json).write_text(text + "\n")
+        write_output(args.json, text + "\n")
 
 
 def _boards(args):
@@ -75,8 +77,11 @@ def _boards(args):
 
 
 def _build(args):
-    from .build import build
-    result = build(args.board, args.design, Path(args.out) if args.out else None, seed=args.seed)
+    from .build import build, default_out_dir
+    # The default folder is checked as an explicit --out is, before any work.
+    out = check_output_folder(args.out if args.out is not None else
+                              default_out_dir(args.board, args.design))
+    result = build(args.board, args.design, out, seed=args.seed)
     print(json.dumps(result, indent=2))
 
 
@@ -101,7 +106,7 @@ def _energy(args):
     params = " ".join(args.param)
     print(format_markdown(table, title=f"{args.core} {params}".strip()), end="")
     if args.json:
-        Path(args.json).write_text(json.dumps(table, indent=2) + "\n")
+        write_output(args.json, json.dumps(table, indent=2) + "\n")
         print(f"\nwrote {args.json}", file=sys.stderr)
 
 
@@ -112,8 +117,8 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("cores", help="list the cores, their parameters and defaults").set_defaults(
         run=_cores)
 
-    def core_args(q):
-        q.add_argument("core", help="core name (see `cores`)")
+    def core_args(q, core_help="core name (see `cores`)"):
+        q.add_argument("core", help=core_help)
         q.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                        help="core parameter, typed as its default in `cores` (integer, number, "
                             "true/false, text, or none); repeatable")
@@ -127,7 +132,9 @@ def parser() -> argparse.ArgumentParser:
 
     q = sub.add_parser("report", help="synthesise a bare core and print area and Fmax as JSON")
     core_args(q)
-    q.add_argument("--device", default="up5k", help="target device (default: up5k)")
+    from .report import DEVICES  # imports torch (1 s), as every command but the help does
+    q.add_argument("--device", default="up5k",
+                   help=f"target device: {', '.join(DEVICES)} (default: up5k)")
     q.add_argument("--seed", type=int, default=1, help="placer seed (default: 1)")
     q.add_argument("--json", metavar="FILE", type=output_file, help="also write the JSON to FILE")
     q.set_defaults(run=_report)
@@ -148,7 +155,7 @@ def parser() -> argparse.ArgumentParser:
 
     q = sub.add_parser("energy", help="energy per head-step of the attention core beside the "
                                       "ANN, SIT and ECMT op-count models (markdown, JSON)")
-    core_args(q)
+    core_args(q, "core name: attention, the one core with an energy model")
     q.add_argument("--density", type=float, default=0.5,
                    help="fire probability of the random codes the SIT and ECMT models count "
                         "(default: 0.5)")

@@ -34,7 +34,7 @@ from .report import MAX_PLACER_SEED, ToolError, log_tail
 from .selftest import (SelfTest, SelfTestVectors, attention_selftest_vectors,
                        neuron_selftest_vectors, sample_beats)
 
-__all__ = ["DESIGNS", "BoardTop", "Design", "build", "get_design"]
+__all__ = ["DESIGNS", "BoardTop", "Design", "build", "default_out_dir", "get_design"]
 
 #: nextpnr's machine-readable report, written into the build directory.
 NEXTPNR_REPORT = "nextpnr_report.json"
@@ -86,6 +86,11 @@ def get_design(name: str) -> Design:
         return DESIGNS[name]
     except (KeyError, TypeError):
         raise ValueError(f"unknown design {name!r}; known designs: {', '.join(DESIGNS)}") from None
+
+
+def default_out_dir(board: str, design: str) -> Path:
+    """The build directory of :func:`build` when none is given: ``build/<board>-<design>``."""
+    return Path("build") / f"{get_board(board).name}-{get_design(design).name}"
 
 
 class BoardTop(Elaboratable):
@@ -171,7 +176,7 @@ def build(board: str = "icebreaker", design: str = "if-selftest",
     target = get_board(board)
     spec = get_design(design)
     check_int("seed", seed, minimum=0, maximum=MAX_PLACER_SEED)
-    out_dir = Path("build") / f"{target.name}-{spec.name}" if out_dir is None else Path(out_dir)
+    out_dir = default_out_dir(board, design) if out_dir is None else Path(out_dir)
 
     core = spec.make_core()
     vectors = spec.make_vectors(core)

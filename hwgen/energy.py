@@ -54,6 +54,9 @@ __all__ = ["ENERGY_CORES", "E_AC_PJ", "E_MAC_PJ", "INT_ADD_PJ", "SRAM_ACCESS_PJ"
 
 #: Registry names of the cores this module models.
 ENERGY_CORES = ("attention",)
+#: Largest seed of the random codes: a signed 32-bit integer, as the placer seed of
+#: ``python -m hwgen report`` and ``build``.
+MAX_SEED = (1 << 31) - 1
 
 #: Integer adder energy in pJ by width in bits (Horowitz, ISSCC 2014, 45 nm).
 INT_ADD_PJ = {8: 0.03, 32: 0.1}
@@ -274,7 +277,7 @@ def _head_codes(core, codes, density: float, seed: int):
         if isinstance(density, bool) or not isinstance(density, (int, float)) or \
                 not 0 <= density <= 1:
             raise ValueError(f"density must be a number from 0 to 1, not {density!r}")
-        check_int("seed", seed, minimum=0)
+        check_int("seed", seed, minimum=0, maximum=MAX_SEED)
         generator = torch.Generator().manual_seed(seed)
         shape = (c.time_steps, c.tokens, c.head_dim)
         return tuple(random_codes(shape, c.levels, density, generator) for _ in range(3))

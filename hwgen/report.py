@@ -30,6 +30,7 @@ from pathlib import Path
 from amaranth.back import rtlil
 
 from boards import tool_command
+from golden.cli import CommandError
 from golden.fixed import check_int
 
 from .ooc import OutOfContext
@@ -91,8 +92,9 @@ _CELL_CLASSES = {
 _FF_PREFIX = {"ice40": "SB_DFF", "ecp5": "TRELLIS_FF"}
 
 
-class ToolError(RuntimeError):
-    """A synthesis or place-and-route tool failed; the message ends with the tail of its log."""
+class ToolError(RuntimeError, CommandError):
+    """A synthesis or place-and-route tool failed; the message ends with the tail of its log.
+    The command line prints it as ``error: ...`` (a :class:`golden.cli.CommandError`)."""
 
 
 def _progress(message: str) -> None:

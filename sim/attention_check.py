@@ -52,7 +52,7 @@ from amaranth import Shape
 from amaranth.lib import data
 
 from golden.attention import HeadConfig, attention_head, random_codes
-from golden.cli import Parser, output_folder, run
+from golden.cli import Parser, output_folder, run, write_output
 from golden.fixed import check_int
 from golden.si_exp import shipped_table
 
@@ -571,14 +571,16 @@ def check_whole_model(images: int = 50,
     in one cocotb run, one segment per image, under random stalls. Raises AssertionError if
     any head output or any logit (cumulative output after every step) differs; returns the
     figures (heads, beats, cycles, seconds, accuracy of both)."""
+    from golden.vit_digits import digits_split
     from hwgen.cores.attention import AttentionHead, digits_head_config
     if images < 1 or batch < 1:
         raise ValueError(f"images and batch must be at least 1, not {images} and {batch}")
     check_int("lanes", lanes, minimum=1, maximum=digits_head_config().head_dim)  # before work
+    tests = len(digits_split()[2])  # the split alone, before the ViT is loaded (or trained)
+    if images > tests:
+        raise ValueError(f"images must be at most {tests} (the test split), not {images}")
     work_dir = Path(work_dir)
     snn, x_te, y_te = digits_snn()
-    if images > len(x_te):
-        raise ValueError(f"images must be at most {len(x_te)} (the test split), not {images}")
     models: dict[str, VerilatorModel] = {}  # by repr(config): the table makes it unhashable
     stats = {"head_calls": 0, "heads": 0, "beats": 0, "cycles": 0, "mismatching_heads": 0,
              "seconds_simulation": 0.0, "seconds_build": 0.0}
@@ -653,12 +655,15 @@ def main(argv=None) -> int:
                       help="the digits ViT in integer mode with Verilator heads")
     what.add_argument("--set", choices=sorted(parameter_sets()),
                       help="one parameter set of the head regression")
-    parser.add_argument("--images", type=int, default=50, help="test images (default 50)")
-    parser.add_argument("--batch", type=int, default=25,
-                        help="images per forward pass (default 25)")
-    parser.add_argument("--lanes", type=int, default=4, help="core lanes (default 4)")
-    parser.add_argument("--heads", type=int, default=200,
-                        help="random heads of the parameter set (default 200)")
+    # Defaults in _run: an option given with the other mode is refused, not ignored.
+    parser.add_argument("--images", type=int,
+                        help="test images (default 50; --whole-model only)")
+    parser.add_argument("--batch", type=int,
+                        help="images per forward pass (default 25; --whole-model only)")
+    parser.add_argument("--lanes", type=int,
+                        help="core lanes (default 4; --whole-model only: a set has its own)")
+    parser.add_argument("--heads", type=int,
+                        help="random heads of the parameter set (default 200; --set only)")
     parser.add_argument("--out", default=str(REPO / "build" / "sim"), type=output_folder,
                         help="folder for the JSON record and the runs (default build/sim)")
     parser.set_defaults(run=_run)
@@ -667,15 +672,27 @@ def main(argv=None) -> int:
 
 def _run(args) -> None:
     out = args.out
+    if args.set is not None:
+        given = [f"--{name}" for name in ("images", "batch", "lanes")
+                 if getattr(args, name) is not None]
+        if given:
+            are, them = ("is an option", "it") if len(given) == 1 else ("are options", "them")
+            raise ValueError(f"{', '.join(given)} {are} of --whole-model; --set {args.set} "
+                             f"would ignore {them}")
+    elif args.heads is not None:
+        raise ValueError("--heads is an option of --set; --whole-model would ignore it (it "
+                         "runs the ViT's own heads)")
     if args.whole_model:
-        result = check_whole_model(args.images, out / "whole_model", lanes=args.lanes,
-                                   batch=args.batch, log=lambda s: print(s, flush=True))
+        result = check_whole_model(
+            50 if args.images is None else args.images, out / "whole_model",
+            lanes=4 if args.lanes is None else args.lanes,
+            batch=25 if args.batch is None else args.batch, log=lambda s: print(s, flush=True))
         path = out / "attention_whole_model.json"
     else:
         _, result = check_parameter_set(args.set, out / f"attention_{args.set}",
-                                        heads=args.heads)
+                                        heads=200 if args.heads is None else args.heads)
         path = out / f"attention_{args.set}.json"
-    path.write_text(json.dumps(result, indent=2) + "\n")
+    write_output(path, json.dumps(result, indent=2) + "\n")
     if "timing" in result:  # the per-head timing is in the file; print the summary
         result = result | {"timing": {k: v for k, v in result["timing"].items()
                                       if k != "by_head"}}

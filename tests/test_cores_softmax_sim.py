@@ -295,6 +295,8 @@ TANH_TABLE = dataclasses.replace(TABLE, info={"target": "tanh"})
     (SIExp, {"K": 4, "lo": "low"}, TypeError, r"^lo must be a number, not 'low'$"),
     (SIExp, {"K": 4, "table": 3}, TypeError,
      r"^table must be an SIExpTable, a path to a table JSON or None, not 3$"),
+    (SIExp, {"K": 4, "table": ""}, ValueError,
+     r"^table must be the path of a table JSON, an SIExpTable or None, not an empty path ''$"),
     (SIExp, {"K": 7, "lo": -3.0, "hi": 3.0}, ValueError,
      r"^no shipped SI-exp table for K=7 on \[-3, 3\]; shipped: "),
     (SINorm, {"N": 100}, ValueError, r"^N must be a power of two from 1 to 16777216, not 100$"),
@@ -306,6 +308,13 @@ TANH_TABLE = dataclasses.replace(TABLE, info={"target": "tanh"})
     (SpikingSoftmax, {"n_max": 5000}, ValueError,
      r"^n_max must be an integer from 1 to 4096, not 5000$"),
     (SpikingSoftmax, {"subtract_max": 1}, TypeError, r"^subtract_max must be a bool, not 1$"),
+    # The table's type is checked before its range is read.
+    (SpikingSoftmax, {"table": 12}, TypeError,
+     r"^table must be an SIExpTable, a path to a table JSON or None, not 12$"),
+    (SpikingSoftmax, {"table": 1.5}, TypeError,
+     r"^table must be an SIExpTable, a path to a table JSON or None, not 1.5$"),
+    (SpikingSoftmax, {"table": ""}, ValueError,
+     r"^table must be the path of a table JSON, an SIExpTable or None, not an empty path ''$"),
     (SpikingSoftmax, {"N": 3}, ValueError, r"^N must be a power of two from 1 to 16777216"),
     (SpikingSoftmax, {"K": 5, "table": TABLE, "subtract_max": False}, ValueError,
      r"^K=5 does not match the table, which has K=4$"),
@@ -333,6 +342,9 @@ def test_registry():
         {"subtract_max": False, "N": 256, "rounding": "floor"}
     assert parse_params("si_exp", ["lo=-8", "hi=0", "variant=iterative"]) == \
         {"lo": -8.0, "hi": 0.0, "variant": "iterative"}
+    # A table path stays text, even one that reads as a number; integers take leading zeros.
+    assert parse_params("softmax", ["table=12", "x_width=016", "n_max=0x10"]) == \
+        {"table": "12", "x_width": 16, "n_max": 16}
     # The defaults load the shipped tables: K = 12 on [-8, 0] with max subtraction.
     assert make_core("softmax").table == shipped_table(12, -8.0, 0.0)
     assert make_core("si_exp").table == shipped_table(12, -1.0, 1.0)

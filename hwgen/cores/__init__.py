@@ -31,6 +31,7 @@ class CoreParameter:
     name: str
     default: object
     doc: str
+    annotation: str = ""  #: the constructor's type annotation, as text
 
 
 def core_class(name: str):
@@ -65,9 +66,17 @@ def _param_docs(cls) -> dict[str, str]:
 def core_parameters(name: str) -> list[CoreParameter]:
     cls = core_class(name)
     docs = _param_docs(cls)
-    return [CoreParameter(p.name, p.default, docs.get(p.name, ""))
+    return [CoreParameter(p.name, p.default, docs.get(p.name, ""), _annotation(p))
             for p in inspect.signature(cls.__init__).parameters.values()
             if p.kind is p.KEYWORD_ONLY]
+
+
+def _annotation(p: inspect.Parameter) -> str:
+    if p.annotation is p.empty:
+        return ""
+    # Text under ``from __future__ import annotations``, a type otherwise.
+    text = isinstance(p.annotation, str)
+    return p.annotation if text else inspect.formatannotation(p.annotation)
 
 
 def parse_params(name: str, assignments: list[str]) -> dict[str, object]:
@@ -83,12 +92,14 @@ def parse_params(name: str, assignments: list[str]) -> dict[str, object]:
                              f"{', '.join(known)}")
         if key in params:
             raise ValueError(f"parameter {key} is given twice ({item!r}); give it once")
-        params[key] = _parse_value(key, text, known[key].default)
+        params[key] = _parse_value(key, text, known[key])
     return params
 
 
-def _parse_value(key: str, text: str, default):
-    """Parse by the type of the default: bool, float or str; integers (or none) otherwise."""
+def _parse_value(key: str, text: str, parameter: CoreParameter):
+    """Parse by the type of the default: bool, float or str; integers (or none) otherwise. A
+    parameter whose default is None and that takes text (a table path) keeps the text."""
+    default = parameter.default
     if isinstance(default, bool):
         if text.lower() in ("1", "true", "yes", "on"):
             return True
@@ -100,18 +111,28 @@ def _parse_value(key: str, text: str, default):
     if text.lower() == "none":
         return None
     if default is None:
-        # No type to go by (e.g. an optional range or table path): integer, number or text.
-        for parse in (lambda t: int(t, 0), float):
+        if "str" in (part.strip() for part in parameter.annotation.split("|")):
+            return text  # a path, even one that reads as a number ("12")
+        # No type to go by (e.g. an optional range): integer, number or text.
+        for parse in (_parse_int, float):
             try:
                 return parse(text)
             except ValueError:
                 pass
         return text
     try:
-        return float(text) if isinstance(default, float) else int(text, 0)
+        return float(text) if isinstance(default, float) else _parse_int(text)
     except ValueError:
         kind = "a number" if isinstance(default, float) else "an integer"
         raise ValueError(f"parameter {key} takes {kind}, not {text!r}") from None
+
+
+def _parse_int(text: str) -> int:
+    """A decimal integer, leading zeros allowed ("08"), or one with a 0x, 0o or 0b prefix."""
+    try:
+        return int(text)
+    except ValueError:
+        return int(text, 0)
 
 
 def make_core(name: str, params: dict[str, object] | None = None):

@@ -25,7 +25,7 @@ from amaranth.lib.wiring import In, Out
 from golden.fixed import Format, check_int
 from golden.si_exp import SIExpTable, shipped_table, si_exp
 
-__all__ = ["SIExp", "VARIANTS", "resolve_table"]
+__all__ = ["SIExp", "VARIANTS", "load_table", "resolve_table"]
 
 VARIANTS = ("unrolled", "iterative")
 
@@ -46,11 +46,7 @@ def resolve_table(K: int, lo: float, hi: float,
         raise ValueError(f"lo must be less than hi, not lo={lo:g}, hi={hi:g}")
     if table is None:
         return shipped_table(K, lo, hi)
-    if isinstance(table, (str, Path)):
-        table = SIExpTable.load(table)
-    if not isinstance(table, SIExpTable):
-        raise TypeError(f"table must be an SIExpTable, a path to a table JSON or None, "
-                        f"not {table!r}")
+    table = load_table(table)
     if table.K != K:
         raise ValueError(f"K={K} does not match the table, which has K={table.K}")
     f = table.input_format
@@ -58,6 +54,20 @@ def resolve_table(K: int, lo: float, hi: float,
         t_lo, t_hi = table.range
         raise ValueError(f"range [{lo:g}, {hi:g}] does not match the table's range "
                          f"[{t_lo:g}, {t_hi:g}]")
+    return table
+
+
+def load_table(table: SIExpTable | str | Path | None) -> SIExpTable | None:
+    """``table`` as a core takes it: an :class:`SIExpTable` or None as it is, the path of a
+    table JSON read; TypeError for anything else, ValueError for an empty path."""
+    if isinstance(table, (str, Path)):
+        if str(table) == "":
+            raise ValueError("table must be the path of a table JSON, an SIExpTable or None, "
+                             "not an empty path ''")
+        return SIExpTable.load(table)
+    if table is not None and not isinstance(table, SIExpTable):
+        raise TypeError(f"table must be an SIExpTable, a path to a table JSON or None, "
+                        f"not {table!r}")
     return table
 
 

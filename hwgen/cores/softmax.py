@@ -34,8 +34,6 @@ golden model applied to each piece.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -44,7 +42,7 @@ from amaranth.utils import ceil_log2
 from golden.fixed import check_int
 from golden.si_exp import SIExpTable, check_exp_table
 
-from .si_exp import VARIANTS, SIExp, resolve_table
+from .si_exp import VARIANTS, SIExp, load_table, resolve_table
 from .si_norm import SINorm, check_norm_parameters
 
 __all__ = ["SpikingSoftmax"]
@@ -102,9 +100,10 @@ class SpikingSoftmax(wiring.Component):
         q + 1 cycles out of SI-norm; for callers that deliver a score every max(K, q + 1)
         cycles or slower).
     x_width : int or None
-        Width of the scores ``x`` on ``i`` when they are wider than the table's input format
-        (only with ``subtract_max``: the difference ``x - max`` is taken at this width and
-        then saturated into the format). None takes the format's width.
+        Width of the scores ``x`` on ``i`` when they are wider than the table's input format,
+        from the format's width to 64 (only with ``subtract_max``: the difference ``x - max``
+        is taken at this width and then saturated into the format). None takes the format's
+        width.
     """
 
     def __init__(self, *, n_max: int = 16, K: int = 12, lo: float | None = None,
@@ -115,8 +114,7 @@ class SpikingSoftmax(wiring.Component):
         if not isinstance(subtract_max, bool):
             raise TypeError(f"subtract_max must be a bool, not {subtract_max!r}")
         self._q = check_norm_parameters(N, rounding)
-        if isinstance(table, (str, Path)):
-            table = SIExpTable.load(table)
+        table = load_table(table)  # its type before its range is read
         lo, hi = _default_range(lo, hi, subtract_max, table)
         self._table = check_exp_table(resolve_table(K, lo, hi, table))
         width = self._table.input_format.width
