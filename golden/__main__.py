@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from .cli import Parser, output_file, output_folder, run
-from .fixed import Format
+from .fixed import Format, check_int
 from .if_neuron import IFConfig, if_neuron, if_neuron_float
 from .mt_neuron import MTConfig, mt_decode, mt_neuron, mt_neuron_float
 from .si_exp import TARGETS
@@ -62,7 +62,21 @@ def _print(result: dict, as_json: bool, key_width: int) -> None:
         print(f"{key:>{key_width}}: {value}")
 
 
+_NEURON_OPTIONS = {"if": ("threshold",), "mt": ("lambda_pos", "lambda_neg", "levels")}
+_NEURON_DEFAULTS = {"threshold": 1.0, "lambda_pos": 1.0, "lambda_neg": 1.0, "levels": 4}
+
+
 def _neuron(args):
+    for neuron, options in _NEURON_OPTIONS.items():
+        given = [o for o in options if getattr(args, o) is not None]
+        if neuron != args.neuron and given:
+            raise ValueError(f"the {args.neuron.upper()} neuron takes no "
+                             f"{', '.join('--' + o.replace('_', '-') for o in given)} (an "
+                             f"option of the {neuron.upper()} neuron)")
+        for o in options:
+            if getattr(args, o) is None:
+                setattr(args, o, _NEURON_DEFAULTS[o])
+    check_int("--T", args.T, minimum=1, maximum=1 << 20)
     fmt = Format(args.width, args.frac)
     real, x = _inputs(args, fmt)
     if args.neuron == "if":
@@ -70,18 +84,21 @@ def _neuron(args):
         config = IFConfig(fmt, threshold, args.T)
         ints = if_neuron(x, threshold).spikes
         floats = if_neuron_float(real, args.threshold).spikes
-        values = ints.to(torch.float64) * args.threshold
+        levels = {"threshold": threshold * fmt.lsb}
+        values = ints.to(torch.float64) * levels["threshold"]
     else:
         lp = _positive_level(fmt, "--lambda-pos", args.lambda_pos)
         ln = _positive_level(fmt, "--lambda-neg", args.lambda_neg)
         config = MTConfig(fmt, lp, ln, args.levels, args.T)
         ints = mt_neuron(x, lp, ln, args.levels).codes
         floats = mt_neuron_float(real, args.lambda_pos, args.lambda_neg, args.levels).codes
+        levels = {"lambda_pos": lp * fmt.lsb, "lambda_neg": ln * fmt.lsb, "levels": args.levels}
         values = fmt.to_float(mt_decode(ints, lp, ln))
     result = {
         "neuron": args.neuron,
         "T": args.T,
         "input_format": str(fmt),
+        **levels,  # as quantised into the input format (the float twin takes them exact)
         "membrane_format": str(config.membrane_format),
         "x": real.tolist(),
         "x_quantised": fmt.to_float(x).tolist(),
@@ -127,7 +144,7 @@ def _quantised_range(lo_hi, table) -> tuple[int, int]:
 def _si_exp_eval(args):
     from .si_exp import SIExpTable, evaluate_table, shipped_table
     if args.params is None:
-        table = shipped_table(args.K or 12, *(args.range or (-1.0, 1.0)))
+        table = shipped_table(12 if args.K is None else args.K, *(args.range or (-1.0, 1.0)))
     else:
         table = SIExpTable.load(args.params)
         if args.K is not None and args.K != table.K:
@@ -164,12 +181,16 @@ def _plots(args):
 
 def _vit_digits(args):
     from .digits_experiment import format_table, run_experiment, write_outputs
+    spiking = {name: value for name, value in (("K", args.K), ("N", args.N)) if value is not None}
+    if spiking and args.softmax == "exact":
+        raise ValueError(f"--softmax exact takes no {' or '.join('--' + n for n in spiking)} "
+                         f"(SI-exp steps and SI-norm spikes are settings of the spiking softmax)")
     torch.manual_seed(0)
     result = run_experiment(args.T, args.softmax, args.int, softmax_input=args.softmax_input,
                             checkpoint=args.checkpoint, limit=args.limit,
                             progress=not args.quiet and sys.stderr.isatty() or args.progress,
-                            K=args.K, N=args.N, levels=args.levels,
-                            percentiles=(args.percentile, 1 - args.percentile))
+                            levels=args.levels, **spiking,
+                            percentiles=(args.percentile, round(1 - args.percentile, 12)))
     files = write_outputs(result, Path(args.out))
     if args.json:
         print(json.dumps(result, indent=2))
@@ -199,10 +220,10 @@ def parser() -> argparse.ArgumentParser:
     q.add_argument("--T", type=int, default=8, help="time steps (default: 8)")
     q.add_argument("--width", type=int, default=16, help="input width in bits (default: 16)")
     q.add_argument("--frac", type=int, default=12, help="input fractional bits (default: 12)")
-    q.add_argument("--threshold", type=float, default=1.0, help="IF threshold (default: 1.0)")
-    q.add_argument("--lambda-pos", type=float, default=1.0, help="MT λp (default: 1.0)")
-    q.add_argument("--lambda-neg", type=float, default=1.0, help="MT λn (default: 1.0)")
-    q.add_argument("--levels", type=int, default=4, help="MT levels per sign (default: 4)")
+    q.add_argument("--threshold", type=float, help="IF threshold (default: 1.0)")
+    q.add_argument("--lambda-pos", type=float, help="MT λp (default: 1.0)")
+    q.add_argument("--lambda-neg", type=float, help="MT λn (default: 1.0)")
+    q.add_argument("--levels", type=int, help="MT levels per sign (default: 4)")
     q.add_argument("--json", action="store_true", help="print JSON")
     q.set_defaults(run=_neuron)
 
@@ -259,11 +280,13 @@ def parser() -> argparse.ArgumentParser:
     q.add_argument("--softmax", choices=["exact", "spiking"], default="spiking",
                    help="attention softmax: exact (ECMT) or spiking (SIT; default)")
     q.add_argument("--softmax-input", choices=["max", "sigmoid"], default="max",
-                   help="spiking softmax input mapping (default: max subtraction)")
+                   help="softmax input mapping (default: max subtraction; sigmoid maps the "
+                        "scores through a sigmoid first, for either softmax)")
     q.add_argument("--int", action="store_true",
                    help="integer mode: the fixed-point operators of the hardware")
-    q.add_argument("--K", type=int, default=12, help="SI-exp steps (default 12)")
-    q.add_argument("--N", type=int, default=256, help="SI-norm input spikes (default 256)")
+    q.add_argument("--K", type=int, help="SI-exp steps of the spiking softmax (default 12)")
+    q.add_argument("--N", type=int,
+                   help="SI-norm input spikes of the spiking softmax (default 256)")
     q.add_argument("--levels", type=int, default=8, help="MT levels per sign (default 8)")
     q.add_argument("--percentile", type=_upper_quantile, default=0.99,
                    help="λp calibration quantile; λn uses 1 - it (default 0.99)")

@@ -33,7 +33,7 @@ from typing import NamedTuple
 
 import torch
 
-from .ecm import cumulative_difference, ecm_matmul_int, steps_like
+from .ecm import INT64_MAX, max_abs, cumulative_difference, ecm_matmul_int, steps_like
 from .fixed import check_int
 from .mt_neuron import mt_neuron
 from .si_exp import SIExpTable, check_exp_table
@@ -41,10 +41,21 @@ from .si_norm import check_power_of_two_N, check_rounding
 from .softmax import spiking_softmax
 
 __all__ = ["HeadConfig", "HeadResult", "attention_head", "decode_codes", "check_codes",
-           "mt_site", "matmul_sops", "random_codes"]
+           "check_table_input", "mt_site", "matmul_sops", "random_codes"]
 
 SOFTMAXES = ("exact", "spiking")
 SOFTMAX_INPUTS = ("max", "sigmoid")
+
+
+def check_table_input(table: SIExpTable, softmax_input: str):
+    """Refuse an SI-exp table whose range does not fit the softmax input mapping (D7)."""
+    lo, hi = table.range
+    if softmax_input == "max" and table.hi != 0:
+        raise ValueError(f"softmax_input='max' needs a table whose range ends at 0 (scores "
+                         f"minus the row maximum); this table covers {table.range}")
+    if softmax_input == "sigmoid" and not (lo <= 0 and hi >= 1):
+        raise ValueError(f"softmax_input='sigmoid' needs a table whose range covers [0, 1] (the "
+                         f"sigmoid's outputs); this table covers {table.range}")
 
 
 def _check_exponents(name: str, value) -> tuple[int, int]:
@@ -103,9 +114,7 @@ class HeadConfig:
                 and self.score_scale > 0):
             raise ValueError(f"score_scale must be a positive finite number, not "
                              f"{self.score_scale!r}")
-        if self.softmax_input == "max" and self.table.hi != 0:
-            raise ValueError(f"softmax_input='max' needs a table whose range ends at 0 (scores "
-                             f"minus the row maximum); this table covers {self.table.range}")
+        check_table_input(self.table, self.softmax_input)
 
     @property
     def q(self) -> int:
@@ -208,6 +217,9 @@ def attention_head(q_codes, k_codes, v_codes, config: HeadConfig) -> HeadResult:
     t = steps_like(C, torch.int64)
     fmt = c.table.input_format
     M, shift = c.score_constant
+    if 2 * max_abs(C) * M + 2 * (C.shape[0] << shift) > INT64_MAX:
+        raise ValueError(f"scores up to {max_abs(C)} times the folded scale M = {M} overflow "
+                         f"int64: the q and k exponents are too large for these codes")
     den = t << shift
     X = torch.div(2 * C * M + den, 2 * den, rounding_mode="floor")
 

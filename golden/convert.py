@@ -7,17 +7,24 @@ the cumulative output after each step. What it replaces (the sites of ECMT, §1.
 
 * every ``nn.Linear`` gets an MT neuron at its input (except the ones named in ``analog``, which
   see real values and multiply, as ECMT's patch embedding and classifier head do);
-* ``nn.LayerNorm``, ``nn.GELU``/``nn.ReLU``/``nn.Tanh`` and Hugging Face ``GELUActivation``
-  become unary ECM operators (D8) on the running mean;
+* norms (``nn.LayerNorm``, ``RMSNorm``, ``GroupNorm``, BatchNorm with running statistics) and
+  elementwise activations (``torch.nn``'s, Hugging Face ``transformers.activations``) become
+  unary ECM operators (D8) on the running mean;
 * attention (``nn.MultiheadAttention``, ``nn.TransformerEncoderLayer`` and Hugging Face
   BERT-style ``*SelfAttention`` with ``query``/``key``/``value``) becomes: MT at q, k, v;
   matmul-ECM of Q·Kᵀ; softmax-ECM, exact or the spiking softmax (max-subtracted or sigmoid
-  mapped, D7); MT at the probabilities (site ``s``); matmul-ECM with V; MT at the output.
+  mapped, D7); MT at the probabilities (site ``s``); matmul-ECM with V; MT at the output;
+* modules that are linear per step (dropout, identity, flatten; in real mode also embeddings,
+  convolutions and average pooling) and modules with a ``forward_integer(x, act_frac)`` method
+  run unchanged on every step; any other module without children is refused, as are attention
+  modules of other forms, decoders and subclasses overriding a forward this module rebuilds.
+  Functions called inside a ``forward`` (``F.relu(x)``, ``x * x``) are not seen: use modules.
 
 Conventions: the model's inputs are repeated for the T steps along the batch dimension
 (direct coding: the same input every step), so a batch of B becomes T·B rows and stateful
 operators view them as ``(T, B, ...)``. ``batch_first=False`` layouts of ``nn.MultiheadAttention``
-are handled inside it; the model itself must take the batch dimension first.
+and ``nn.TransformerEncoderLayer`` are handled inside them; everywhere else tensors must keep
+the batch dimension first (a converted module that finds another size there says so).
 
 λ calibration (ECMT): per batch, λp is the ``percentiles[0]`` quantile of the site's activations
 and λn minus the ``percentiles[1]`` quantile; both are averaged over the calibration batches.
@@ -45,8 +52,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attention import (SOFTMAX_INPUTS, SOFTMAXES, HeadConfig, attention_head, decode_codes,
-                        matmul_sops, mt_site)
+from .attention import (SOFTMAX_INPUTS, SOFTMAXES, HeadConfig, attention_head,
+                        check_table_input, decode_codes, matmul_sops, mt_site)
 from .ecm import ecm_matmul, ecm_unary, ecm_unary_int, round_shift
 from .fixed import Format, check_int
 from .mt_neuron import mt_decode, mt_neuron_float
@@ -70,7 +77,7 @@ class ConversionConfig:
     lambdas: dict = field(default_factory=lambda: {"s": (0.0125, 0.0125)})  #: fixed λ by site
     softmax: str = "exact"  #: "exact" (ECMT) or "spiking" (SIT)
     softmax_input: str = "max"  #: spiking softmax input: "max" (subtract row max) or "sigmoid"
-    K: int = 12  #: SI-exp steps (shipped table for the input mapping's range)
+    K: int | None = None  #: SI-exp steps: the table's K, else 12 (shipped table for the range)
     N: int = 256  #: SI-norm input spikes
     rounding: str = "round"  #: SI-norm rounding (D6)
     table: SIExpTable | None = None  #: explicit SI-exp table instead of the shipped one
@@ -94,11 +101,19 @@ class ConversionConfig:
             raise ValueError(f"softmax_input must be one of {', '.join(SOFTMAX_INPUTS)}, "
                              f"not {self.softmax_input!r}")
         check_rounding(self.rounding)
-        check_int("K", self.K, minimum=1, maximum=64)
-        check_power_of_two_N(self.N)
         if self.table is not None:
             check_exp_table(self.table)
-        if self.softmax == "spiking":
+            check_table_input(self.table, self.softmax_input)
+            if self.K is None:
+                object.__setattr__(self, "K", self.table.K)
+            elif self.K != self.table.K:
+                raise ValueError(f"K = {self.K} differs from K = {self.table.K} of the given "
+                                 f"table; leave K out to take the table's")
+        elif self.K is None:
+            object.__setattr__(self, "K", 12)
+        check_int("K", self.K, minimum=1, maximum=64)
+        check_power_of_two_N(self.N)
+        if self.softmax == "spiking" or self.integer:  # the integer head takes a table
             self.si_exp_table  # a K without a shipped table fails here, not at the first step
         check_int("act_frac", self.act_frac, minimum=0, maximum=30)
         check_int("weight_frac", self.weight_frac, minimum=0, maximum=30)
@@ -134,20 +149,39 @@ class ConversionConfig:
 
 
 class SiteStats:
-    """Spike and operation counts accumulated over the samples run (for the energy models)."""
+    """Spike and operation counts accumulated over the samples run (for the energy models).
+    Every run must have the same T and the same per-sample shapes (one input size): the
+    figures are per sample and per step."""
 
     def __init__(self):
         self.samples = 0
+        self.T: int | None = None
         self.sites: dict[str, dict] = {}  # name -> neurons (per sample), spikes[t] (all samples)
         self.layers: dict[str, dict] = {}  # name -> flops (per sample), sops[t], inputs, kind
 
+    def start_run(self, T: int):
+        if self.T is not None and T != self.T:
+            raise ValueError(f"these statistics were recorded at T = {self.T}, not {T}; call "
+                             f"record_stats() again for a new T")
+        self.T = T
+
+    @staticmethod
+    def _same(name: str, what: str, recorded: int, now: int):
+        if recorded != now:
+            raise ValueError(f"{name}: {what} per sample is {now} in this run and {recorded} in "
+                             f"the recorded ones; call record_stats() again for another input "
+                             f"size")
+
     def site(self, name: str, codes: torch.Tensor, batch: int):
-        s = self.sites.setdefault(name, {"neurons": codes[0].numel() // batch, "spikes": 0})
+        neurons = codes[0].numel() // batch
+        s = self.sites.setdefault(name, {"neurons": neurons, "spikes": 0})
+        self._same(name, "the neuron count", s["neurons"], neurons)
         s["spikes"] = s["spikes"] + (codes != 0).reshape(codes.shape[0], -1).sum(1).double()
 
     def layer(self, name: str, kind: str, flops: int, sops, inputs: tuple[str, ...]):
         entry = self.layers.setdefault(name, {"kind": kind, "flops": flops, "inputs": inputs,
                                               "sops": 0})
+        self._same(name, "the operation count", entry["flops"], flops)
         entry["sops"] = entry["sops"] + sops
 
 
@@ -158,11 +192,16 @@ class _Context:
         self.config = config
         self.mode = "calibrate"  # "calibrate" (runs the ANN, records activations), "snn"
         self.T = 1
+        self.rows = 0  # T * batch while the SNN runs: the size of the batch dimension
         self.batch_dim = 0
         self.stats: SiteStats | None = None
         self.head_function: Callable = attention_head
 
-    def time_major(self, x: torch.Tensor) -> torch.Tensor:
+    def time_major(self, x: torch.Tensor, name: str) -> torch.Tensor:
+        if x.dim() <= self.batch_dim or x.shape[self.batch_dim] != self.rows:
+            raise ValueError(f"{name} got a tensor of shape {tuple(x.shape)} whose dimension "
+                             f"{self.batch_dim} is not the batch of T·B = {self.rows} rows: "
+                             f"converted modules need the batch dimension first")
         x = x.movedim(self.batch_dim, 0)
         return x.reshape(self.T, x.shape[0] // self.T, *x.shape[1:])
 
@@ -280,7 +319,7 @@ class SpikingLinear(nn.Module):
             if self.site is not None:
                 self.site.record(x)
             return self.linear(x)
-        xt = ctx.time_major(x)
+        xt = ctx.time_major(x, self.name)
         stats = ctx.stats
         if not ctx.config.integer:
             if self.site is not None:
@@ -331,14 +370,18 @@ class ECMUnary(nn.Module):
         ctx = self.ctx
         if ctx.mode == "calibrate":
             return self.fn(x)
-        xt = ctx.time_major(x)
+        xt = ctx.time_major(x, self.name)
+
+        def in_model_layout(fn):  # norms over channels (dim 1) must not see time as a dim
+            return lambda mean: ctx.time_major(fn(ctx.folded(mean)), self.name)
+
         if ctx.config.integer:
             f = ctx.config.act_frac
             with torch.no_grad():
-                y = ecm_unary_int(xt, self.fn64, f, f)
+                y = ecm_unary_int(xt, in_model_layout(self.fn64), f, f)
             ctx.config.act_format.check(f"output of {self.name}", y)
         else:
-            y = ecm_unary(xt, self.fn)
+            y = ecm_unary(xt, in_model_layout(self.fn))
         return ctx.folded(y)
 
 
@@ -377,8 +420,9 @@ class SpikingAttentionCore(nn.Module):
 
     def _softmax(self, scores: torch.Tensor) -> torch.Tensor:
         cfg = self.ctx.config
-        if cfg.softmax == "exact":
-            return torch.softmax(scores, dim=-1)
+        if cfg.softmax == "exact":  # of the sigmoid-mapped scores too, as the integer head does
+            mapped = torch.sigmoid(scores) if cfg.softmax_input == "sigmoid" else scores
+            return torch.softmax(mapped, dim=-1)
         table = cfg.si_exp_table
         if cfg.softmax_input == "sigmoid":
             return spiking_softmax_float(torch.sigmoid(scores), table, cfg.N,
@@ -406,9 +450,13 @@ class SpikingAttentionCore(nn.Module):
             return o
         saved, ctx.batch_dim = ctx.batch_dim, 0
         try:
-            qt, kt, vt = (ctx.time_major(x) for x in (q, k, v))
-            if mask is not None and mask.dim() == q.dim() and mask.shape[0] == q.shape[0]:
-                mask = ctx.time_major(mask)  # a per-sample mask, repeated for the steps
+            qt, kt, vt = (ctx.time_major(x, self.name) for x in (q, k, v))
+            if mask is not None and mask.dim() == q.dim() and mask.shape[0] != 1:
+                if mask.shape[0] != q.shape[0]:
+                    raise ValueError(f"{self.name}: the attention mask has {mask.shape[0]} rows "
+                                     f"and the SNN runs T·B = {q.shape[0]}; repeat per-sample "
+                                     f"masks T times along the batch (mask.repeat(T, 1))")
+                mask = ctx.time_major(mask, self.name)  # a per-sample mask, repeated T times
             stats = ctx.stats
             if not ctx.config.integer:
                 qv, kv, vv = self.q.values(qt), self.k.values(kt), self.v.values(vt)
@@ -466,6 +514,9 @@ def _additive_mask(attn_mask, key_padding_mask, dtype, batch: int, heads: int, L
         mask = m.to(dtype).reshape(-1, heads, L, S) if m.dim() == 3 else m.to(dtype)
     if key_padding_mask is not None:
         m = key_padding_mask
+        if m.shape[0] != batch:
+            raise ValueError(f"key_padding_mask has {m.shape[0]} rows and the SNN runs T·B = "
+                             f"{batch}; repeat it T times along the batch (mask.repeat(T, 1))")
         if m.dtype == torch.bool:
             m = torch.zeros(m.shape, dtype=dtype).masked_fill(m, float("-inf"))
         m = m.to(dtype).reshape(batch, 1, 1, S)
@@ -481,7 +532,9 @@ class SpikingMultiheadAttention(nn.Module):
         if not mha._qkv_same_embed_dim or mha.bias_k is not None or mha.add_zero_attn:
             raise NotImplementedError(f"{name}: only MultiheadAttention with kdim = vdim = "
                                       f"embed_dim, no bias_k/bias_v and no add_zero_attn")
-        self.heads, self.batch_first, self.ctx, self.name = mha.num_heads, mha.batch_first, ctx, name
+        self.heads, self.ctx, self.name = mha.num_heads, ctx, name
+        self.batch_first = mha.batch_first  # torch's nn.TransformerEncoder reads it
+        self.takes_batch_first = mha.batch_first  # the layout forward sees
         E = mha.embed_dim
         in_proj = nn.Linear(E, 3 * E, bias=mha.in_proj_bias is not None)
         in_proj.weight = mha.in_proj_weight
@@ -499,7 +552,7 @@ class SpikingMultiheadAttention(nn.Module):
                                       f"is converted")
         if is_causal and attn_mask is None:
             raise NotImplementedError(f"{self.name}: is_causal needs an explicit attn_mask")
-        x = query if self.batch_first else query.transpose(0, 1)
+        x = query if self.takes_batch_first else query.transpose(0, 1)
         saved, self.ctx.batch_dim = self.ctx.batch_dim, 0
         try:
             B, L, E = x.shape
@@ -510,17 +563,20 @@ class SpikingMultiheadAttention(nn.Module):
             y = self.out_proj(_merge_heads(o))
         finally:
             self.ctx.batch_dim = saved
-        return (y if self.batch_first else y.transpose(0, 1)), None
+        return (y if self.takes_batch_first else y.transpose(0, 1)), None
 
 
 class SpikingEncoderLayer(nn.Module):
     """``nn.TransformerEncoderLayer`` rebuilt from its parameters (the fused fast path of the
-    original would bypass the converted sub-modules)."""
+    original would bypass the converted sub-modules); ``batch_first=False`` inputs are turned
+    batch-first inside."""
 
     def __init__(self, layer: nn.TransformerEncoderLayer, name: str, ctx: _Context):
         super().__init__()
-        self.norm_first = layer.norm_first
+        self.norm_first, self.ctx = layer.norm_first, ctx
+        self.batch_first = layer.self_attn.batch_first
         self.self_attn = SpikingMultiheadAttention(layer.self_attn, f"{name}.self_attn", ctx)
+        self.self_attn.takes_batch_first = True  # this layer hands it batch-first tensors
         self.linear1 = SpikingLinear(layer.linear1, f"{name}.linear1", ctx)
         self.linear2 = SpikingLinear(layer.linear2, f"{name}.linear2", ctx)
         self.norm1 = ECMUnary(layer.norm1, f"{name}.norm1", ctx)
@@ -537,12 +593,18 @@ class SpikingEncoderLayer(nn.Module):
         return self.linear2(self.activation(self.linear1(x)))
 
     def forward(self, src, src_mask=None, src_key_padding_mask=None, is_causal=False):
-        x = src
-        if self.norm_first:
-            x = x + self._sa(self.norm1(x), src_mask, src_key_padding_mask, is_causal)
-            return x + self._ff(self.norm2(x))
-        x = self.norm1(x + self._sa(x, src_mask, src_key_padding_mask, is_causal))
-        return self.norm2(x + self._ff(x))
+        x = src if self.batch_first else src.transpose(0, 1)
+        saved, self.ctx.batch_dim = self.ctx.batch_dim, 0
+        try:
+            if self.norm_first:
+                x = x + self._sa(self.norm1(x), src_mask, src_key_padding_mask, is_causal)
+                x = x + self._ff(self.norm2(x))
+            else:
+                x = self.norm1(x + self._sa(x, src_mask, src_key_padding_mask, is_causal))
+                x = self.norm2(x + self._ff(x))
+        finally:
+            self.ctx.batch_dim = saved
+        return x if self.batch_first else x.transpose(0, 1)
 
 
 class SpikingBertSelfAttention(nn.Module):
@@ -553,23 +615,36 @@ class SpikingBertSelfAttention(nn.Module):
         self.heads = module.num_attention_heads
         self.head_dim = module.attention_head_size
         self.ctx, self.name = ctx, name
+        self.is_causal = bool(getattr(module, "is_causal", False))
         E = module.query.in_features
-        fused = nn.Linear(E, 3 * self.heads * self.head_dim)
+        linears = (module.query, module.key, module.value)
+        has_bias = any(m.bias is not None for m in linears)
+        fused = nn.Linear(E, 3 * self.heads * self.head_dim, bias=has_bias)
         with torch.no_grad():
-            fused.weight.copy_(torch.cat([module.query.weight, module.key.weight,
-                                          module.value.weight]))
-            fused.bias.copy_(torch.cat([module.query.bias, module.key.bias, module.value.bias]))
+            fused.weight.copy_(torch.cat([m.weight for m in linears]))
+            if has_bias:
+                fused.bias.copy_(torch.cat([m.bias if m.bias is not None
+                                            else torch.zeros(m.out_features) for m in linears]))
         self.qkv = SpikingLinear(fused, f"{name}.qkv", ctx)
         self.core = SpikingAttentionCore(name, ctx, getattr(module, "scaling",
                                                             self.head_dim ** -0.5))
 
-    def forward(self, hidden_states, attention_mask=None, *args, **kwargs):
+    def forward(self, hidden_states, attention_mask=None, past_key_values=None, **kwargs):
+        if past_key_values is not None and past_key_values.get_seq_length() > 0:
+            raise NotImplementedError(f"{self.name}: a filled key/value cache is not converted")
+        if kwargs.get("encoder_hidden_states") is not None:
+            raise NotImplementedError(f"{self.name}: only self-attention is converted")
         q, k, v = self.qkv(hidden_states).chunk(3, dim=-1)
         mask = attention_mask
         if mask is not None:
             if mask.dtype == torch.bool:
                 mask = torch.zeros(mask.shape, dtype=q.dtype).masked_fill(~mask, float("-inf"))
             mask = mask.to(q.dtype)
+        causal = kwargs.get("is_causal")
+        L = q.shape[-2]
+        if mask is None and L > 1 and (self.is_causal if causal is None else causal):
+            # what sdpa does for a decoder without a mask (Hugging Face passes mask None)
+            mask = torch.full((L, L), float("-inf"), dtype=q.dtype).triu(1)
         o = self.core(*(_split_heads(t, self.heads) for t in (q, k, v)), mask=mask)
         return _merge_heads(o), None
 
@@ -579,12 +654,85 @@ def _is_bert_self_attention(m: nn.Module) -> bool:
         isinstance(getattr(m, a, None), nn.Linear) for a in ("query", "key", "value")))
 
 
-_UNARY = (nn.LayerNorm, nn.GELU, nn.ReLU, nn.Tanh, nn.SiLU, nn.Sigmoid)
+#: Per-sample functions converted by unary ECM: elementwise activations and norms.
+_UNARY = (nn.LayerNorm, nn.RMSNorm, nn.GroupNorm, nn.LocalResponseNorm, nn.GELU, nn.ReLU,
+          nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.RReLU, nn.ELU, nn.CELU, nn.SELU, nn.SiLU, nn.Mish,
+          nn.Tanh, nn.Sigmoid, nn.Hardtanh, nn.Hardsigmoid, nn.Hardswish, nn.Softplus,
+          nn.Softsign, nn.LogSigmoid, nn.Tanhshrink, nn.Hardshrink, nn.Softshrink, nn.Threshold)
+#: Per-sample functions along ``dim``, which must not be the batch dimension.
+_UNARY_ALONG_DIM = (nn.Softmax, nn.Softmin, nn.LogSoftmax, nn.GLU)
+#: Functions that are linear (affine) per step: run on the spike values of every step, their
+#: outputs sum to the function of the summed input, as a Linear's do.
+_PER_STEP = (nn.Identity, nn.Flatten, nn.Unflatten, nn.Dropout, nn.Dropout1d, nn.Dropout2d,
+             nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout)
+#: The same, but with no integer form here (real mode only).
+_PER_STEP_REAL = (nn.Embedding, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.AvgPool1d, nn.AvgPool2d,
+                  nn.AvgPool3d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d)
+#: Modules whose forward this converter does not rebuild.
+_UNSUPPORTED = (nn.TransformerDecoderLayer, nn.TransformerDecoder, nn.Transformer)
 
 
 def _is_unary(m: nn.Module) -> bool:
-    return isinstance(m, _UNARY) or type(m).__name__ in ("GELUActivation", "NewGELUActivation",
-                                                         "FastGELUActivation")
+    if isinstance(m, nn.modules.batchnorm._BatchNorm):
+        return m.track_running_stats  # eval mode uses the running statistics: per sample
+    if isinstance(m, _UNARY_ALONG_DIM):
+        return m.dim not in (0, None)
+    return isinstance(m, _UNARY) or type(m).__module__ == "transformers.activations"
+
+
+def _own_forward(m: nn.Module, base: type) -> bool:
+    """``m`` is a subclass of ``base`` with a forward of its own (which a rebuild would drop)."""
+    return type(m).forward is not base.forward
+
+
+def _refuse_unknown(full: str, child: nn.Module):
+    """Refuse a module whose forward the converter would rebuild wrongly or not at all."""
+    kind = type(child).__name__
+    for base in (nn.TransformerEncoderLayer, nn.MultiheadAttention):
+        if isinstance(child, base) and _own_forward(child, base):
+            raise NotImplementedError(
+                f"{full} ({kind}) overrides the forward of {base.__name__}; the converter "
+                f"rebuilds that forward and would drop the override")
+    if isinstance(child, _UNSUPPORTED):
+        raise NotImplementedError(f"{full} is an nn.{kind}, which the converter does not "
+                                  f"handle (encoders only)")
+
+
+def _unconvertible(full: str, child: nn.Module, integer: bool) -> str | None:
+    """Why ``child``, which no converted module replaces, cannot run as it is; or None."""
+    kind = type(child).__name__
+    if integer and isinstance(child, _PER_STEP_REAL):
+        return (f"integer mode has no fixed-point form of {full} (nn.{kind}): convert in real "
+                f"mode, or give the module a forward_integer(x, act_frac)")
+    if isinstance(child, _UNARY_ALONG_DIM):
+        return (f"{full} (nn.{kind}) works along dim={child.dim}, which may be the batch "
+                f"dimension; give it dim ≥ 1 or a negative dim")
+    if (next(child.children(), None) is None and not isinstance(child, (_PER_STEP,
+                                                                        _PER_STEP_REAL))):
+        return (f"{full} ({kind}) is not a module the converter knows: a Linear, an attention, "
+                f"an elementwise activation or a norm (converted by ECM), or a module that is "
+                f"linear per step (identity, dropout, flatten, embedding, convolution, average "
+                f"pooling). Run on the spike values of each step it would compute a different "
+                f"function. A module that is linear per step can declare it, and its integer "
+                f"form, with a method forward_integer(x, act_frac)")
+    return None
+
+
+def _check_attention_converted(net: nn.Module):
+    """Refuse attention modules of forms the converter does not know: converting only their
+    Linears would leave their softmax and matmuls running on each step's spikes."""
+    converted = (SpikingMultiheadAttention, SpikingBertSelfAttention, SpikingEncoderLayer,
+                 SpikingAttentionCore)
+    found = [(name, type(m).__name__) for name, m in net.named_modules()
+             if "Attention" in type(m).__name__ and not isinstance(m, converted)
+             and not any(isinstance(sub, converted) for sub in m.modules())]
+    innermost = [f"{name} ({kind})" for name, kind in found
+                 if not any(other.startswith(f"{name}.") for other, _ in found)]
+    if innermost:
+        raise NotImplementedError(
+            f"{', '.join(innermost)}: attention in a form the converter does not know; it "
+            f"converts nn.MultiheadAttention (self-attention), nn.TransformerEncoderLayer and "
+            f"Hugging Face BERT-style *SelfAttention with query, key and value Linears")
 
 
 class _IntegerAware(nn.Module):
@@ -619,6 +767,7 @@ def _replace(module: nn.Module, ctx: _Context, prefix: str = "") -> list:
     for name, child in list(module.named_children()):
         full = f"{prefix}{name}"
         repl = None
+        _refuse_unknown(full, child)
         if isinstance(child, nn.TransformerEncoderLayer):
             repl = SpikingEncoderLayer(child, full, ctx)
         elif isinstance(child, nn.MultiheadAttention):
@@ -636,13 +785,13 @@ def _replace(module: nn.Module, ctx: _Context, prefix: str = "") -> list:
             repl = ECMUnary(child, full, ctx)
         elif hasattr(child, "forward_integer"):
             repl = _IntegerAware(child, ctx)
-        elif cfg.integer and isinstance(child, nn.Embedding):
-            raise NotImplementedError(f"integer mode takes real-valued model inputs; "
-                                      f"{full} is an nn.Embedding")
         if repl is not None:
             setattr(module, name, repl)
             new.append(repl)
         else:
+            reason = _unconvertible(full, child, cfg.integer)
+            if reason is not None:
+                raise NotImplementedError(reason)
             new += _replace(child, ctx, f"{full}.")
     # the dense layer after a BERT self-attention may come before it in registration order
     if spikes_in:
@@ -691,27 +840,38 @@ class SpikingModel(nn.Module):
         return self.config.act_format.to_float(y) if self.config.integer else y
 
     def _inputs(self, xs, T: int):
-        out = []
+        out, repeated = [], {}  # one tensor passed twice stays one tensor (self-attention)
         for i, x in enumerate(xs):
             if not isinstance(x, torch.Tensor):
                 out.append(x)
                 continue
-            if x.is_floating_point() and not torch.isfinite(x).all():
-                raise ValueError(f"input {i} has NaN or infinite values")
-            if self.config.integer and x.is_floating_point():
-                x = _quantise_checked(f"input {i}", x, self.config.act_format)
-            out.append(x.repeat(T, *([1] * (x.dim() - 1))))
+            if id(x) not in repeated:
+                if x.is_floating_point() and not torch.isfinite(x).all():
+                    raise ValueError(f"input {i} has NaN or infinite values")
+                if self.config.integer and x.is_floating_point():
+                    x = _quantise_checked(f"input {i}", x, self.config.act_format)
+                repeated[id(xs[i])] = x.repeat(T, *([1] * (x.dim() - 1)))
+            out.append(repeated[id(xs[i])])
         return out
 
     @torch.no_grad()
     def forward(self, *inputs, T: int, **kwargs) -> torch.Tensor:
         check_int("T", T, minimum=1, maximum=MAX_TIME_STEPS)
-        batch = next(x for x in inputs if isinstance(x, torch.Tensor)).shape[0]
-        self.ctx.mode, self.ctx.T = "snn", T
+        tensors = [x for x in inputs if isinstance(x, torch.Tensor)]
+        if not tensors:
+            raise TypeError("pass the model's input tensors positionally: they are repeated for "
+                            "the T steps (keyword arguments are passed unchanged)")
+        batch = tensors[0].shape[0]
+        if any(x.dim() == 0 or x.shape[0] != batch for x in tensors):
+            raise ValueError(f"the input tensors must share their first (batch) dimension; "
+                             f"their shapes are {[tuple(x.shape) for x in tensors]}")
+        if self.ctx.stats is not None:
+            self.ctx.stats.start_run(T)
+        self.ctx.mode, self.ctx.T, self.ctx.rows = "snn", T, T * batch
         try:
             y = self.model(*self._inputs(inputs, T), **kwargs)
         finally:
-            self.ctx.mode, self.ctx.T = "calibrate", 1
+            self.ctx.mode, self.ctx.T, self.ctx.rows = "calibrate", 1, 0
         y = getattr(y, "last_hidden_state", y)
         if not isinstance(y, torch.Tensor):
             raise TypeError(f"the model returned {type(y).__name__}; SpikingModel needs a tensor "
@@ -736,19 +896,32 @@ def convert(model: nn.Module, calibration, config: ConversionConfig | None = Non
             lambdas_from: SpikingModel | None = None, **options) -> SpikingModel:
     """Convert ``model`` (left untouched: a deep copy is converted).
 
-    ``calibration`` is an iterable of input batches (a tensor or a tuple of tensors each); the
-    λ of every site is calibrated on them unless ``lambdas_from`` (a converted model of the same
-    architecture) supplies them. ``options`` override fields of ``config``."""
+    ``calibration`` is an iterable of input batches (each a tensor, a tuple of tensors or a dict
+    of keyword arguments; NaN and infinities are refused); the λ of every site is calibrated on
+    them unless ``lambdas_from`` (a converted model of the same architecture) supplies them.
+    ``options`` override fields of ``config`` (a ``table`` brings its own K)."""
+    if "table" in options and "K" not in options:
+        options["K"] = None  # the table's
     config = replace(config or ConversionConfig(), **options)
     if isinstance(calibration, torch.Tensor):
         raise TypeError("calibration must be an iterable of input batches, not a tensor "
                         "(pass [x] to calibrate on the single batch x)")
     ctx = _Context(config)
     net = copy.deepcopy(model).eval()
-    if _is_unary(net) or isinstance(net, (nn.Linear, nn.TransformerEncoderLayer,
-                                          nn.MultiheadAttention)):
-        net = _Root(net)
+    if isinstance(net, nn.MultiheadAttention):
+        raise NotImplementedError("a bare nn.MultiheadAttention returns (output, weights); "
+                                  "convert a module that calls it and returns its output")
+    if isinstance(net, nn.TransformerEncoderLayer) and not net.self_attn.batch_first:
+        raise NotImplementedError("the model's inputs must have the batch dimension first (they "
+                                  "are repeated for the T steps along it); this "
+                                  "nn.TransformerEncoderLayer has batch_first=False: wrap it "
+                                  "in a module that transposes")
+    _refuse_unknown("the model", net)
+    if (next(net.children(), None) is None or isinstance(net, nn.TransformerEncoderLayer)
+            or _is_bert_self_attention(net)):
+        net = _Root(net)  # the converter replaces children: give the model itself a parent
     _replace(net, ctx)
+    _check_attention_converted(net)
     spiking = SpikingModel(net, ctx)
     sites = spiking.sites
     linears = [m.name for m in net.modules() if isinstance(m, SpikingLinear)]
@@ -770,8 +943,14 @@ def convert(model: nn.Module, calibration, config: ConversionConfig | None = Non
     else:
         seen = 0
         for batch in calibration:
-            batch = batch if isinstance(batch, (tuple, list)) else (batch,)
-            net(*batch)
+            args, kwargs = ((), batch) if isinstance(batch, dict) else (
+                (batch if isinstance(batch, (tuple, list)) else (batch,)), {})
+            for key, x in (*enumerate(args), *kwargs.items()):
+                if (isinstance(x, torch.Tensor) and x.is_floating_point()
+                        and not torch.isfinite(x).all()):
+                    raise ValueError(f"calibration batch {seen}, input {key!r}, has NaN or "
+                                     f"infinite values")
+            net(*args, **kwargs)
             seen += 1
         if seen == 0:
             raise ValueError("calibration is empty: give at least one input batch")

@@ -39,8 +39,10 @@ def run_experiment(T: int = 8, softmax: str = "spiking", integer: bool = True, *
     """Convert the (trained or loaded) digits ViT and measure it on the test split."""
     from tqdm import tqdm
     check_int("T", T, minimum=1, maximum=MAX_TIME_STEPS)  # all checks come before any training
+    check_int("batch", batch, minimum=1, maximum=1 << 20)
     start = time.monotonic()
     x_tr, _, x_te, y_te = digits_split()
+    check_int("calibration_images", calibration_images, minimum=1, maximum=len(x_tr))
     if limit is not None:
         check_int("limit", limit, minimum=1, maximum=len(y_te))
         x_te, y_te = x_te[:limit], y_te[:limit]
@@ -60,7 +62,8 @@ def run_experiment(T: int = 8, softmax: str = "spiking", integer: bool = True, *
         "T": T, "softmax": softmax, "softmax_input": softmax_input, "integer": integer,
         "K": config.K if softmax == "spiking" else None,
         "N": config.N if softmax == "spiking" else None,
-        "levels": config.levels, "test_images": len(y_te),
+        "levels": config.levels, "percentiles": list(config.percentiles),
+        "test_images": len(y_te), "limit": limit,
         "ann_accuracy": ann,
         "snn_accuracy": snn_acc,
         "conversion_loss": [ann - a for a in snn_acc],
@@ -91,14 +94,31 @@ def format_table(r: dict) -> str:
     return head + "\n".join(lines)
 
 
+def output_stem(result: dict) -> str:
+    """File name of a result: T, softmax and mode, then every setting off its default (so runs
+    with other settings do not overwrite each other)."""
+    default = ConversionConfig()
+    stem = (f"vit_digits_T{result['T']}_{result['softmax']}"
+            f"_{'int' if result['integer'] else 'real'}")
+    if result["softmax_input"] != default.softmax_input:
+        stem += f"_{result['softmax_input']}"
+    for key, tag in (("K", "K"), ("N", "N"), ("levels", "levels")):
+        if result[key] is not None and result[key] != getattr(default, key):
+            stem += f"_{tag}{result[key]}"
+    if tuple(result["percentiles"]) != default.percentiles:
+        stem += "_p" + "_".join(f"{p:g}" for p in result["percentiles"])
+    if result["limit"] is not None:
+        stem += f"_limit{result['limit']}"
+    return stem
+
+
 def write_outputs(result: dict, out: Path) -> list[Path]:
     """JSON of the result and a PNG of accuracy vs t into the folder ``out``."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     out.mkdir(parents=True, exist_ok=True)
-    stem = (f"vit_digits_T{result['T']}_{result['softmax']}"
-            f"_{'int' if result['integer'] else 'real'}")
+    stem = output_stem(result)
     json_path = out / f"{stem}.json"
     json_path.write_text(json.dumps(result, indent=2) + "\n")
     fig, ax = plt.subplots(figsize=(6, 4))

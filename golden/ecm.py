@@ -22,6 +22,13 @@ __all__ = ["steps_like", "cumulative_difference", "ecm_unary", "ecm_unary_int", 
            "ecm_matmul_int", "round_shift"]
 
 
+INT64_MAX = (1 << 63) - 1
+
+
+def max_abs(x: torch.Tensor) -> int:
+    return int(x.abs().max()) if x.numel() else 0
+
+
 def steps_like(x: torch.Tensor, dtype=None) -> torch.Tensor:
     """``t = 1..T`` shaped to broadcast against a time-major tensor ``x``."""
     T = x.shape[0]
@@ -73,5 +80,15 @@ def ecm_matmul_int(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     if a.is_floating_point() or b.is_floating_point():
         raise TypeError("ecm_matmul_int needs integer tensors")
     t = steps_like(a, torch.int64)
-    P = torch.cumsum(a, dim=0) @ torch.cumsum(b, dim=0)
+    for x in (a, b):
+        if max_abs(x) * x.shape[0] > INT64_MAX:
+            raise ValueError(f"ecm_matmul_int: {x.shape[0]} steps of values up to {max_abs(x)} "
+                             f"can sum beyond int64")
+    SA, SB = torch.cumsum(a, dim=0), torch.cumsum(b, dim=0)
+    bound = max_abs(SA) * max_abs(SB) * a.shape[-1]
+    if bound > INT64_MAX:
+        raise ValueError(f"ecm_matmul_int: running sums up to {max_abs(SA)} and {max_abs(SB)} "
+                         f"over {a.shape[-1]} terms can reach {bound}, beyond int64")
+    P = SA @ SB
     return cumulative_difference(torch.div(P, t, rounding_mode="floor"))
+

@@ -39,6 +39,8 @@ def energy_report(stats: SiteStats) -> dict:
     """Per-sample figures by step t (lists of length T)."""
     if not stats.samples:
         raise ValueError("the statistics are empty: run the model after record_stats()")
+    if not stats.sites:
+        raise ValueError("the model has no MT site (every Linear analog?): nothing spikes")
     T = len(next(iter(stats.sites.values()))["spikes"])
     t = torch.arange(1, T + 1, dtype=torch.float64)
     flops = sum(layer["flops"] for layer in stats.layers.values())

@@ -172,9 +172,15 @@ def load_or_train(path: Path | str = DEFAULT_CHECKPOINT, config: ViTConfig = ViT
     save it there. A file at ``path`` that is not a checkpoint of ``config`` raises ValueError
     and is left alone."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = path.with_name(path.name + ".lock")  # opened to append: never truncated
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(lock_path, "a")
+    except OSError as error:
+        raise ValueError(f"checkpoint {path}: cannot use {lock_path} beside it "
+                         f"({error.strerror})") from None
     # One trainer at a time (parallel test workers share the default checkpoint).
-    with open(path.with_suffix(".lock"), "w") as lock:
+    with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if path.exists():
             try:
@@ -192,7 +198,7 @@ def load_or_train(path: Path | str = DEFAULT_CHECKPOINT, config: ViTConfig = ViT
         model, info = train_vit(config, progress)
         buf = io.BytesIO()
         torch.save({"config": asdict(config), "state": model.state_dict(), "info": info}, buf)
-        tmp = path.with_suffix(".tmp")
+        tmp = path.with_name(path.name + ".tmp")
         tmp.write_bytes(buf.getvalue())
         tmp.replace(path)
         return model, info

@@ -57,6 +57,27 @@ def test_neuron_names_a_bad_input(capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
+    (["if", "--levels", "3"], "the IF neuron takes no --levels (an option of the MT neuron)"),
+    (["mt", "--threshold", "2"], "the MT neuron takes no --threshold (an option of the IF "
+                                 "neuron)"),
+    (["if", "--T", "0"], "--T must be an integer from 1 to 1048576, not 0"),
+])
+def test_neuron_refuses_options_it_would_ignore(argv, message, capsys):
+    assert golden_main(["neuron", argv[0], "--x", "0.3", *argv[1:]]) == 2
+    assert capsys.readouterr().err == f"error: {message}\n"
+
+
+def test_neuron_reports_the_threshold_it_uses(capsys):
+    """0.3 is 0.25 in s8.2: the decoded mean counts spikes of the quantised threshold."""
+    argv = ["neuron", "if", "--x", "0.3", "--T", "4", "--width", "8", "--frac", "2",
+            "--threshold", "0.3", "--json"]
+    assert golden_main(argv) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["threshold"] == 0.25 and result["integer_spikes"] == [1, 1, 1, 1]
+    assert result["decoded_mean"] == 0.25
+
+
+@pytest.mark.parametrize("argv, message", [
     (["if", "--threshold", "-1"], "--threshold must be at least one LSB of s16.12 (0.000244141), "
                                   "not -1"),
     (["mt", "--lambda-neg", "0.0001"], "--lambda-neg must be at least one LSB of s16.12"),
@@ -72,6 +93,7 @@ def test_neuron_names_a_level_below_one_lsb(argv, message, capsys):
     (["--levels", "0"], "levels must be an integer from 1 to 16, not 0"),
     (["--N", "100"], "N must be a power of two from 1 to 16777216, not 100"),
     (["--K", "10"], "no shipped SI-exp table for K=10 on [-8, 0]"),
+    (["--softmax", "exact", "--K", "12", "--N", "64"], "--softmax exact takes no --K or --N"),
 ])
 def test_vit_digits_checks_arguments_before_training(argv, message, tmp_path, capsys):
     checkpoint = tmp_path / "vit.pt"

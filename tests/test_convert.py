@@ -283,3 +283,264 @@ def test_inputs_that_are_not_finite_or_do_not_fit_are_refused(integer):
     if integer:  # s32.10 ends at 2**21; saturating the input would hide the overflow
         with pytest.raises(ValueError, match=r"input 0 \(quantised to s32.10\) has values"):
             snn(x + 2.0 ** 21, T=2)
+
+
+def _relative_error(model, x, T=128, calibration=None, **options):
+    """Mean |SNN mean output − ANN| over mean |ANN| after T steps."""
+    model = model.eval()
+    ann = model(x)
+    y = convert(model, calibration or [x], **options)(x, T=T)
+    return float((y[-1] / T - ann).abs().mean() / ann.abs().mean())
+
+
+class _SeqFirstEncoder(nn.Module):
+    """A batch-first model around seq-first encoder layers (PyTorch's default layout)."""
+
+    def __init__(self, layers=1):
+        super().__init__()
+        torch.manual_seed(4)
+        layer = nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0, activation="gelu")
+        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+
+    def forward(self, x):
+        return self.encoder(x.transpose(0, 1)).transpose(0, 1)
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_seq_first_encoder_layers_convert_like_batch_first_ones(layers):
+    model = _SeqFirstEncoder(layers).eval()
+    x = torch.randn(8, 16, 16)
+    assert _relative_error(model, x, T=64) < 0.05
+    bare = model.encoder.layers[0]
+    with pytest.raises(NotImplementedError, match="batch_first=False: wrap it"):
+        convert(bare, [x.transpose(0, 1)])
+    with pytest.raises(NotImplementedError, match="bare nn.MultiheadAttention"):
+        convert(bare.self_attn, [x])
+
+
+def test_a_tensor_passed_twice_stays_one_tensor():
+    """Self-attention is recognised by identity (query is key is value)."""
+
+    class QKV(nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(2)
+            self.mha = nn.MultiheadAttention(16, 2, batch_first=True)
+
+        def forward(self, q, k, v):
+            return self.mha(q, k, v, need_weights=False)[0]
+
+    model = QKV().eval()
+    x = torch.randn(4, 5, 16)
+    snn = convert(model, [(x, x, x)])
+    y = snn(x, x, x, T=48)
+    ann = model(x, x, x)
+    assert float((y[-1] / 48 - ann).abs().mean()) < 0.1 * float(ann.abs().mean())
+    with pytest.raises(NotImplementedError, match="only self-attention"):
+        snn(x, x.clone(), x, T=2)
+
+
+ELEMENTWISE = [nn.LeakyReLU(0.1), nn.ELU(), nn.Softplus(), nn.Hardtanh(-0.5, 0.5), nn.ReLU6(),
+               nn.Mish(), nn.PReLU(), nn.Hardswish(), nn.SELU(), nn.Softsign()]
+NORMS = [nn.RMSNorm(32), nn.GroupNorm(4, 32), nn.BatchNorm1d(32), nn.LayerNorm(32)]
+
+
+@pytest.mark.parametrize("module", ELEMENTWISE + NORMS, ids=lambda m: type(m).__name__)
+def test_activations_and_norms_are_converted_by_ecm(module):
+    """Run per step on spike values these would compute another function (errors of 0.1 to 0.3
+    before they were converted); by ECM they converge like GELU."""
+    torch.manual_seed(5)
+    mlp = nn.Sequential(nn.Linear(8, 32), module, nn.Linear(32, 4))
+    if isinstance(module, nn.BatchNorm1d):
+        mlp.train()(torch.randn(64, 8) * 2 + 1)  # running statistics that are not the identity
+    x = torch.randn(64, 8)
+    assert _relative_error(mlp, x, T=128) < 0.03
+    y = convert(mlp.eval(), [x], integer=True)(x, T=8)  # float64 on the exact running mean
+    assert y.dtype == torch.int64
+
+
+class _Scale(nn.Module):
+    def forward(self, x):
+        return 2 * x
+
+
+class _ScaleDeclared(_Scale):
+    def forward_integer(self, x, act_frac):
+        return 2 * x
+
+
+class _ScaledLayer(nn.TransformerEncoderLayer):
+    def forward(self, src, *args, **kwargs):
+        return src + 0.1 * (super().forward(src, *args, **kwargs) - src)
+
+
+@pytest.mark.parametrize("module, integer, error", [
+    (nn.Sequential(nn.Linear(8, 8), nn.MaxPool1d(2)), False,
+     r"1 \(MaxPool1d\) is not a module the converter knows"),
+    (nn.Sequential(nn.Linear(8, 8), _Scale()), False,
+     r"1 \(_Scale\) is not a module .* forward_integer\(x, act_frac\)"),
+    (nn.Sequential(nn.Linear(8, 8), nn.Softmax(dim=0)), False,
+     r"1 \(nn.Softmax\) works along dim=0, which may be the batch dimension"),
+    (nn.Sequential(nn.Linear(8, 8), nn.BatchNorm1d(8, track_running_stats=False)), False,
+     r"1 \(BatchNorm1d\) is not a module the converter knows"),
+    (nn.Sequential(nn.Unflatten(1, (1, 8)), nn.Conv1d(1, 2, 3)), True,
+     r"integer mode has no fixed-point form of 1 \(nn.Conv1d\)"),
+    (nn.Sequential(nn.TransformerDecoderLayer(8, 2, 16, batch_first=True)), False,
+     "0 is an nn.TransformerDecoderLayer, which the converter does not handle"),
+    (nn.Sequential(_ScaledLayer(8, 2, 16, batch_first=True)), False,
+     r"0 \(_ScaledLayer\) overrides the forward of TransformerEncoderLayer"),
+])
+def test_modules_the_converter_does_not_know_are_refused(module, integer, error):
+    with pytest.raises(NotImplementedError, match=error):
+        convert(module, [torch.randn(4, 8)], integer=integer)
+
+
+def test_a_module_with_forward_integer_runs_as_declared():
+    torch.manual_seed(1)
+    mlp = nn.Sequential(nn.Linear(8, 8), _ScaleDeclared(), nn.Linear(8, 2))
+    x = torch.randn(16, 8)
+    assert _relative_error(mlp, x, T=64) < 0.03
+    assert _relative_error(nn.Sequential(nn.Linear(8, 4), nn.Dropout(0.5), nn.Flatten()), x) < 0.03
+
+
+def _bert_config(**options):
+    transformers = pytest.importorskip("transformers")
+    return transformers.BertConfig(**{
+        "vocab_size": 50, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+        "intermediate_size": 64, "max_position_embeddings": 16, "hidden_dropout_prob": 0.0,
+        "attention_probs_dropout_prob": 0.0, **options})
+
+
+def _bert_error(T=64, **options):
+    import transformers
+    torch.manual_seed(0)
+    bert = transformers.BertModel(_bert_config(initializer_range=0.3, **options),
+                                  add_pooling_layer=False).eval()
+    ids = torch.randint(0, 50, (6, 10))
+    ann = bert(input_ids=ids).last_hidden_state
+    y = convert(bert, [(ids,)])(ids, T=T)
+    return float((y[-1] / T - ann).abs().mean() / ann.abs().mean())
+
+
+@pytest.mark.parametrize("act", ["silu", "gelu_pytorch_tanh", "quick_gelu", "leaky_relu"])
+def test_hugging_face_activations_are_converted(act):
+    assert _bert_error(hidden_act=act) < 0.05  # 0.6 to 0.75 when they ran per step
+
+
+def test_bert_decoder_stays_causal_and_bias_free_projections_convert():
+    import transformers
+    torch.manual_seed(0)
+    bert = transformers.BertModel(_bert_config(is_decoder=True),
+                                  add_pooling_layer=False).eval()
+    for name in ("query", "key", "value"):
+        getattr(bert.encoder.layer[0].attention.self, name).bias = None
+    ids = torch.randint(0, 50, (6, 10))
+    other = ids.clone()
+    other[:, -1] = (other[:, -1] + 1) % 50
+    snn = convert(bert, [(ids,)])
+    first = snn(ids, T=16)[-1, :, 0]
+    assert torch.equal(first, snn(other, T=16)[-1, :, 0])  # position 0 sees only itself
+    ann = bert(input_ids=ids).last_hidden_state
+    y = snn(ids, T=64)
+    assert float((y[-1] / 64 - ann).abs().mean() / ann.abs().mean()) < 0.05
+
+
+def test_attention_the_converter_does_not_know_is_refused():
+    import transformers
+    torch.manual_seed(0)
+    cross = transformers.BertModel(_bert_config(is_decoder=True, add_cross_attention=True))
+    with pytest.raises(NotImplementedError, match=r"encoder.layer.0.crossattention.self "
+                                                  r"\(BertCrossAttention\)"):
+        convert(cross, [(torch.randint(0, 50, (2, 10)),)])
+    distil = transformers.DistilBertModel(transformers.DistilBertConfig(
+        vocab_size=50, dim=32, n_layers=1, n_heads=2, hidden_dim=64, max_position_embeddings=16))
+    with pytest.raises(NotImplementedError, match=r"transformer.layer.0.attention "
+                                                  r"\(DistilBertSelfAttention\): attention in a "
+                                                  r"form the converter does not know"):
+        convert(distil, [(torch.randint(0, 50, (2, 10)),)])
+
+
+@pytest.mark.parametrize("softmax_input", ["max", "sigmoid"])
+def test_exact_softmax_is_one_function_in_real_and_integer_mode(softmax_input):
+    """With the sigmoid mapping, real mode used to compute the plain softmax."""
+    block = _block()
+    x = torch.randn(4, 5, 16)
+    real = convert(block, [x], softmax_input=softmax_input)(x, T=32)[-1]
+    snn = convert(block, [x], softmax_input=softmax_input, integer=True)
+    integer = snn.to_real(snn(x, T=32)[-1])
+    assert float((real - integer).abs().mean()) < 0.05 * float(real.abs().mean())
+
+
+def test_an_explicit_table_sets_k_and_must_fit_the_input_mapping():
+    t16 = shipped_table(16, -8, 0)
+    assert ConversionConfig(softmax="spiking", table=t16).K == 16
+    assert ConversionConfig().K == 12
+    with pytest.raises(ValueError, match="K = 12 differs from K = 16 of the given table"):
+        ConversionConfig(table=t16, K=12)
+    with pytest.raises(ValueError, match="'max' needs a table whose range ends at 0"):
+        ConversionConfig(softmax="spiking", table=shipped_table(12, -1, 1))
+    with pytest.raises(ValueError, match=r"'sigmoid' needs a table whose range covers \[0, 1\]"):
+        ConversionConfig(softmax="spiking", softmax_input="sigmoid", table=t16)
+    block = _block()
+    x = torch.randn(2, 5, 16)
+    assert convert(block, [x], ConversionConfig(softmax="spiking"), table=t16).config.K == 16
+
+
+def test_calibration_refuses_non_finite_batches_and_takes_keyword_batches():
+    mlp = _mlp()
+    x = torch.randn(8, 6, dtype=torch.float64)
+    bad = x.clone()
+    bad[0, 0] = float("nan")
+    with pytest.raises(ValueError, match="calibration batch 1, input 0, has NaN or infinite"):
+        convert(mlp, [x, bad])
+    with pytest.raises(ValueError, match="calibration batch 0, input 'input', has NaN"):
+        convert(mlp, [{"input": bad}])
+    a, b = convert(mlp, [x]), convert(mlp, [{"input": x}])
+    assert {n: s.lambdas for n, s in a.sites.items()} == {n: s.lambdas for n, s in b.sites.items()}
+
+
+def test_statistics_refuse_runs_that_do_not_add_up():
+    mlp = _mlp()
+    x = torch.randn(8, 6, dtype=torch.float64)
+    snn = convert(mlp, [x])
+    snn.record_stats()
+    snn(x, T=4)
+    with pytest.raises(ValueError, match="recorded at T = 4, not 8"):
+        snn(x, T=8)
+    block = _block()
+    tokens = torch.randn(2, 5, 16)
+    snn = convert(block, [tokens])
+    snn.record_stats()
+    snn(tokens, T=2)
+    with pytest.raises(ValueError, match="per sample is .* in this run and .* in the recorded"):
+        snn(torch.randn(2, 7, 16), T=2)
+    analog = convert(mlp, [x], analog=("0", "1"))
+    stats = analog.record_stats()
+    analog(x, T=2)
+    with pytest.raises(ValueError, match="no MT site"):
+        energy_report(stats)
+
+
+def test_calls_the_converted_model_cannot_take_are_explained():
+    block = _block()
+    x = torch.randn(3, 5, 16)
+    snn = convert(block, [x])
+    with pytest.raises(TypeError, match="pass the model's input tensors positionally"):
+        snn(src=x, T=2)
+    with pytest.raises(ValueError, match=r"key_padding_mask has 3 rows and the SNN runs T·B = 6; "
+                                         r"repeat it T times"):
+        snn(x, T=2, src_key_padding_mask=torch.zeros(3, 5, dtype=torch.bool))
+
+
+def test_integer_products_beyond_int64_are_refused():
+    from golden.attention import HeadConfig, attention_head
+    from golden.ecm import ecm_matmul_int
+    with pytest.raises(ValueError, match="beyond int64"):
+        ecm_matmul_int(torch.full((1, 1, 4), 1 << 31), torch.full((1, 4, 1), 1 << 31))
+    assert ecm_matmul_int(torch.full((1, 1, 4), 1 << 30), torch.full((1, 4, 1), 1 << 30)) == 1 << 62
+    config = HeadConfig(tokens=2, head_dim=4, time_steps=1, levels=16, q_exponents=(20, 0),
+                        k_exponents=(20, 0), v_exponents=(0, 0), s_exponents=(-3, -3),
+                        out_exponents=(0, 0), table=shipped_table(12, -8, 0), score_scale=0.5)
+    q = torch.tensor([[[1 << 15] * 4, [0] * 4]])
+    with pytest.raises(ValueError, match="beyond int64"):
+        attention_head(q, q, torch.ones_like(q), config)

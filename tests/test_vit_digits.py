@@ -49,6 +49,31 @@ def test_a_file_that_is_not_this_checkpoint_is_refused_and_kept(content, message
     assert path.read_bytes() == content
 
 
+def test_a_file_beside_the_checkpoint_is_not_truncated(tmp_path):
+    """The lock file is the checkpoint's name plus .lock, opened to append."""
+    path, beside = tmp_path / "vit.pt", tmp_path / "vit.lock"
+    path.write_bytes(b"not a checkpoint")
+    beside.write_text("notes")
+    with pytest.raises(ValueError, match="is not a digits-ViT checkpoint"):
+        load_or_train(path, progress=False)
+    assert beside.read_text() == "notes"
+    with pytest.raises(ValueError, match="cannot use .*x.pt.lock beside it"):
+        load_or_train(tmp_path / "vit.lock" / "x.pt", progress=False)
+
+
+def test_output_names_carry_every_setting_off_its_default():
+    from golden.digits_experiment import output_stem
+    base = {"T": 8, "softmax": "spiking", "integer": True, "softmax_input": "max", "K": 12,
+            "N": 256, "levels": 8, "percentiles": [0.99, 0.01], "limit": None}
+    assert output_stem(base) == "vit_digits_T8_spiking_int"
+    other = base | {"softmax_input": "sigmoid", "K": 16, "N": 64, "levels": 4,
+                    "percentiles": [0.995, 0.005], "limit": 20}
+    assert output_stem(other) == ("vit_digits_T8_spiking_int_sigmoid_K16_N64_levels4"
+                                  "_p0.995_0.005_limit20")
+    assert output_stem(base | {"softmax": "exact", "K": None, "N": None}) == \
+        "vit_digits_T8_exact_int"
+
+
 @pytest.mark.parametrize("integer", [True, False])
 def test_converted_vit_at_8_steps_is_within_2_points_of_the_ann(integer):
     r = run_experiment(T=8, softmax="spiking", integer=integer, progress=False)
@@ -72,6 +97,6 @@ def test_vit_digits_command_writes_json_and_png(tmp_path):
                 "spikes_per_neuron", "energy_ratio_ecmt"):
         assert key in result
     assert len(result["snn_accuracy"]) == 3 and result["test_images"] == 60
-    assert (out / "vit_digits_T3_spiking_int.png").stat().st_size > 1000
-    saved = json.loads((out / "vit_digits_T3_spiking_int.json").read_text())
+    assert (out / "vit_digits_T3_spiking_int_limit60.png").stat().st_size > 1000
+    saved = json.loads((out / "vit_digits_T3_spiking_int_limit60.json").read_text())
     assert saved["snn_accuracy"] == result["snn_accuracy"]
