@@ -30,14 +30,13 @@ TARGETS = {("if", "up5k"): 60.0, ("if", "ecp5-25f"): 150.0}
 
 def simulation_throughput():
     os.environ.setdefault("COCOTB_LOG_LEVEL", "WARNING")  # keep the table readable
-    from sim.neuron_check import check_neuron_core
-    from sim.runner import verilator_model
+    from sim.neuron_check import check_neuron_core, neuron_model
     rows = []
     for core_name in ("if", "mt"):
         core = make_core(core_name)
         name = f"{core_name}_default"
         start = time.perf_counter()
-        verilator_model(core, name)  # build (or reuse the cached model) outside the timing
+        neuron_model(core, name)  # build (or reuse the cached model) outside the timing
         build_s = time.perf_counter() - start
         with tempfile.TemporaryDirectory() as work:
             start = time.perf_counter()

@@ -2,8 +2,11 @@
 
 Per parameter set: edge-case samples plus at least 10,000 random neuron updates, run under
 random valid/ready stalls, without stalls (cycles per update measured), cut by a reset in
-mid-sample, and again under heavy back-pressure (see sim/neuron_check.py). Measured cycle
-counts are written to build/sim/<name>.json.
+mid-sample, and again under heavy back-pressure, with the overflow flag down on every beat;
+then samples longer than time_steps that overflow (the flag must rise exactly with golden's
+first update outside the membrane format, outputs exact before it), a reset, and samples
+within time_steps with the flag down again (see sim/neuron_check.py). Measured cycle counts
+are written to build/sim/<name>.json.
 """
 
 import json
@@ -28,6 +31,10 @@ PARAMETER_SETS = {
     "mt_default": ("mt", {}),
     "mt_wide": ("mt", dict(neurons=128, width=24, frac=16, lambda_pos=1000, lambda_neg=777,
                            levels=12, time_steps=64)),
+    # levels = 1 and lambda_neg = 2**3 for a 3-bit membrane: the reset can leave the format
+    # (-4 + 8 = 4), so the core also tests the membrane after the reset, one bit wider.
+    "mt_reset_wraps": ("mt", dict(neurons=3, width=2, frac=0, lambda_pos=1, lambda_neg=8,
+                                  levels=1, time_steps=1)),
 }
 
 
@@ -39,6 +46,10 @@ def test_bit_exact(name, tmp_path):
     assert result.updates_checked >= 20_000
     # Measured without stalls: exactly the documented throughput.
     assert result.cycles_per_update == pytest.approx(1 / core.throughput, abs=0.01)
+    # The overlong samples did overflow (so the flag's rise was checked), after time_steps.
+    assert result.overlong_steps > core.config.time_steps
+    assert result.overflow_beat is not None
+    assert result.overflow_beat // core.neurons >= core.config.time_steps
     out = REPO / "build" / "sim" / f"{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"core": core_name, "params": params,

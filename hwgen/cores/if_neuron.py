@@ -27,6 +27,15 @@ class IFPopulation(NeuronPopulation):
     so that ``time_steps`` steps of any inputs cannot overflow; a sample longer than
     ``time_steps`` steps may.
 
+    ``overflow`` (Out(1)) is sticky: it rises when an update's integrated potential ``v + x``
+    does not fit the membrane format (the value after the reset then fits too: it lies in
+    ``[0, v + x)`` after a spike) and stays up until reset. The sum is computed one bit wider
+    than the membrane and its two top bits are compared in the output stage. The flag rises in
+    the cycle in which the offending update's output beat is first offered on ``o``, and does
+    not change while a beat waits there: the beats transferred before it are bit-exact, the
+    offending one and later ones of that neuron's sample may differ from golden (the membrane
+    wraps); other neurons stay exact (see :mod:`hwgen.cores.population`).
+
     Parameters
     ----------
     neurons : int
@@ -57,19 +66,32 @@ class IFPopulation(NeuronPopulation):
         return 1
 
     def update_stages(self, m: Module, advance, v_old, x):
-        u = Signal(signed(self.membrane_format.width), reset_less=True)
+        width = self.membrane_format.width
+        # D1 by construction: after a spike the membrane is u - threshold in [0, u), so only
+        # the sum can leave the format.
+        assert self.reset_keeps_format(self.config.reset, [self.config.threshold])
+        # The sum one bit wider than the membrane (the input is no wider than the membrane, so
+        # it cannot wrap); the update uses its low bits, the overflow test its top two.
+        total = Signal(signed(width + 1), reset_less=True)
         with m.If(advance):
-            m.d.sync += u.eq(v_old + x)
+            m.d.sync += total.eq(v_old + x)
+        u = Signal(signed(width))
+        m.d.comb += u.eq(total)
         # One carry chain gives both the difference and the comparison u >= threshold.
-        difference = Signal(signed(self.membrane_format.width + 1))
+        difference = Signal(signed(width + 1))
         spike = Signal()
         m.d.comb += [
             difference.eq(u - self.config.threshold),
             spike.eq(~difference[-1]),
         ]
-        return Mux(spike, difference, u), spike
+        return Mux(spike, difference, u), spike, total[width] ^ total[width - 1]
 
     def reference_outputs(self, x) -> list[dict]:
         spikes = if_neuron(self.input_format.check("x", x), self.config.threshold,
                            self.config.initial_potential).spikes
         return [{"spike": int(s)} for s in spikes.flatten()]
+
+    def reference_membranes(self, x):
+        result = if_neuron(self.input_format.check("x", x), self.config.threshold,
+                           self.config.initial_potential, record_potential=True)
+        return result.u, result.u - self.config.threshold * result.spikes

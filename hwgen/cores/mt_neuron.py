@@ -9,7 +9,7 @@ from amaranth import C, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data
 
 from golden.fixed import Format, check_int
-from golden.mt_neuron import MTConfig, mt_neuron
+from golden.mt_neuron import MTConfig, mt_decode, mt_neuron
 
 from .population import NeuronPopulation
 
@@ -37,7 +37,20 @@ class MTPopulation(NeuronPopulation):
     ``o`` carries ``{fire, negative, k}`` (:func:`mt_code_layout`), one beat per input beat.
     Latency 6 cycles; throughput 1 beat per cycle for ``neurons >= 6`` (P/6 below).
     The membrane width is derived from the parameters so that ``time_steps`` steps of any
-    inputs cannot overflow. No multipliers: the levels are constants.
+    inputs cannot overflow; a sample longer than ``time_steps`` steps may. No multipliers: the
+    levels are constants.
+
+    ``overflow`` (Out(1)) is sticky: it rises when an update's integrated potential ``v + x``
+    or its membrane after the reset does not fit the membrane format, and stays up until
+    reset. The sum is computed one bit wider than the membrane and the top two bits are
+    compared (the result travels with the update to the output stage). The value after the
+    reset is tested the same way, one bit wider, only when the reset map can take a potential
+    of the format out of it (:meth:`reset_keeps_format`, decided at generation time; with the
+    derived formats only when ``levels = 1`` and ``lambda_neg = 2**membrane width``). The flag
+    rises in the cycle in which the offending update's output beat is first offered on ``o``,
+    and does not change while a beat waits there: the beats transferred before it are
+    bit-exact, the offending one and later ones of that neuron's sample may differ from golden;
+    other neurons stay exact (see :mod:`hwgen.cores.population`).
 
     Parameters
     ----------
@@ -74,13 +87,28 @@ class MTPopulation(NeuronPopulation):
         pos, neg = cfg.thresholds
         layout = mt_code_layout(cfg.levels)
 
+        width = self.membrane_format.width
+        # Where the reset map can take a potential of the format out of it (a negative spike
+        # from the lowest potential when lambda_neg = 2**width), the membrane after the reset is
+        # computed one bit wider and tested too; the emitted values (at most 2**width in
+        # magnitude, as every threshold lies in the format) then need that bit as well.
+        # Elsewhere the difference is exact modulo 2**width, which is all the write-back keeps.
+        wide_reset = not self.reset_keeps_format(cfg.reset, pos + [n + 1 for n in neg])
+        emit_shape = signed(width + 1) if wide_reset else shape
+        # Stage 1: the sum one bit wider than the membrane (the input is no wider than the
+        # membrane, so it cannot wrap); the update uses its low bits, and the overflow test of
+        # its top two travels with the update (ovf[1], ovf[2]).
+        total = Signal(signed(width + 1), reset_less=True)
         u = [Signal(shape, name=f"u_{s}", reset_less=True) for s in range(3)]
+        ovf = [None] + [Signal(name=f"ovf_{s}", reset_less=True) for s in (1, 2)]
+        m.d.comb += u[0].eq(total)
         hit_pos = Signal(cfg.levels, reset_less=True)
         hit_neg = Signal(cfg.levels, reset_less=True)
-        emit = Signal(shape, reset_less=True)
+        emit = Signal(emit_shape, reset_less=True)
         code = Signal(layout, reset_less=True)
         with m.If(advance):
-            m.d.sync += [u[0].eq(v_old + x), u[1].eq(u[0]), u[2].eq(u[1])]
+            m.d.sync += [total.eq(v_old + x), u[1].eq(u[0]), u[2].eq(u[1]),
+                         ovf[1].eq(total[width] ^ total[width - 1]), ovf[2].eq(ovf[1])]
             # Stage 2: all 2n comparisons with constants, in parallel.
             m.d.sync += [hit_pos[k].eq(u[0] >= t) for k, t in enumerate(pos)]
             m.d.sync += [hit_neg[k].eq(u[0] <= t) for k, t in enumerate(neg)]
@@ -96,12 +124,17 @@ class MTPopulation(NeuronPopulation):
             terms.append((hit_neg[k] & ~above_neg, -(cfg.lambda_neg << k), k))
         with m.If(advance):
             m.d.sync += [
-                emit.eq(reduce(or_, (Mux(hot, C(value, shape), 0) for hot, value, _ in terms))),
+                emit.eq(reduce(or_, (Mux(hot, C(value, emit_shape), 0)
+                                     for hot, value, _ in terms))),
                 code.fire.eq(hit_pos[0] | hit_neg[0]),
                 code.negative.eq(hit_neg[0]),
                 code.k.eq(reduce(or_, (Mux(hot, k, 0) for hot, _, k in terms))),
             ]
-        return u[2] - emit, code
+        if not wide_reset:
+            return u[2] - emit, code, ovf[2]
+        after = Signal(signed(width + 1))
+        m.d.comb += after.eq(u[2] - emit)
+        return after, code, ovf[2] | (after[width] ^ after[width - 1])
 
     def reference_outputs(self, x) -> list[dict]:
         cfg = self.config
@@ -109,3 +142,9 @@ class MTPopulation(NeuronPopulation):
                           cfg.levels).codes
         return [{"fire": int(c != 0), "negative": int(c < 0), "k": abs(int(c)).bit_length() - 1
                  if c else 0} for c in codes.flatten()]
+
+    def reference_membranes(self, x):
+        cfg = self.config
+        result = mt_neuron(self.input_format.check("x", x), cfg.lambda_pos, cfg.lambda_neg,
+                           cfg.levels, record_potential=True)
+        return result.u, result.u - mt_decode(result.codes, cfg.lambda_pos, cfg.lambda_neg)

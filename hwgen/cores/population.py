@@ -26,6 +26,19 @@ does that and the core takes one beat per cycle; with fewer neurons it inserts b
 
 A synchronous reset empties the pipeline and restarts the sweep at neuron 0; membranes are not
 cleared (the next beat of each neuron must carry ``first = 1``).
+
+Overflow: the membrane format is the exact hull of the values reachable in ``time_steps`` steps
+(docs/decisions.md, D1), so a longer sample may take a membrane out of it. Every update
+computes its membrane one bit wider than the format (the sum ``v + x``, and where the reset map
+can leave the format, the value after the reset too) and tests the two top bits: they differ
+exactly when the true value, as the golden integer model computes it without bounds, lies
+outside the format. The sticky output ``overflow`` then rises and stays up until reset (a
+``first`` beat does not clear it). It rises in the cycle in which the offending update's
+output beat is first offered on ``o`` (the output register and the flag load at the same
+edge), and it never changes while a beat waits on ``o``: the first beat transferred with
+``overflow`` high is the offending update's (which may itself differ from golden), and every
+beat before it equals golden. An overflow corrupts only that neuron's membrane until its next
+``first`` beat; the other neurons stay exact.
 """
 
 from __future__ import annotations
@@ -36,6 +49,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from golden.fixed import Format, check_int
+from golden.membrane import membrane_range
 
 __all__ = ["NeuronPopulation", "input_layout"]
 
@@ -72,6 +86,7 @@ class NeuronPopulation(wiring.Component):
         super().__init__({
             "i": In(stream.Signature(input_layout(input_format.width))),
             "o": Out(stream.Signature(output_layout)),
+            "overflow": Out(1),
         })
 
     @property
@@ -106,12 +121,23 @@ class NeuronPopulation(wiring.Component):
         """Input beats accepted per cycle when neither side stalls."""
         return min(1.0, self.neurons / self.recurrence_depth)
 
-    def input_beats(self, x) -> list[dict]:
+    def input_beats(self, x, *, beyond_time_steps: bool = False) -> list[dict]:
         """Input payloads for a sample ``x`` of shape (T, P): time step major, neuron minor,
-        ``first`` set on the first step."""
+        ``first`` set on the first step.
+
+        A sample longer than ``time_steps`` steps is refused unless ``beyond_time_steps`` is
+        true: its membranes may leave the membrane format (the core then raises ``overflow``;
+        :meth:`reference_overflows` says where)."""
+        if not isinstance(beyond_time_steps, bool):
+            raise TypeError(f"beyond_time_steps must be a bool, not {beyond_time_steps!r}")
         x = self._input_format.check("x", x)
         if x.dim() != 2 or x.shape[1] != self._neurons:
             raise ValueError(f"x must have shape (T, {self._neurons}), not {tuple(x.shape)}")
+        if x.shape[0] > self.config.time_steps and not beyond_time_steps:
+            raise ValueError(f"x has {x.shape[0]} time steps, more than time_steps = "
+                             f"{self.config.time_steps} for which the membrane width is derived; "
+                             f"pass beyond_time_steps=True to stream a longer sample (its "
+                             f"membranes may overflow)")
         return [{"x": int(x[t, j]), "first": int(t == 0)}
                 for t in range(x.shape[0]) for j in range(self._neurons)]
 
@@ -119,13 +145,41 @@ class NeuronPopulation(wiring.Component):
         """Output payloads the golden twin gives for sample ``x``, in stream order."""
         raise NotImplementedError
 
+    def reference_membranes(self, x):
+        """The golden twin's membranes for sample ``x`` (any length): ``(u, v)``, both of
+        shape (T, P), ``u`` the integrated potential ``v + x`` of each update and ``v`` the
+        membrane after its reset, unbounded (int64)."""
+        raise NotImplementedError
+
+    def reference_overflows(self, x) -> list[int]:
+        """Per output beat of sample ``x``, in stream order: 1 where the golden update's
+        membrane (``u`` or ``v`` of :meth:`reference_membranes`) lies outside
+        :attr:`membrane_format`, else 0. The core's ``overflow`` rises with the output beat of
+        the first 1 (when the sample starts with no overflow raised)."""
+        u, v = self.reference_membranes(x)
+        lo, hi = self._membrane_format.min_int, self._membrane_format.max_int
+        outside = (u < lo) | (u > hi) | (v < lo) | (v > hi)
+        return [int(o) for o in outside.flatten()]
+
+    def reset_keeps_format(self, reset, breakpoints) -> bool:
+        """Whether the reset map (``reset``, slope 1 between ``breakpoints``, as in
+        :mod:`golden.membrane`) takes every potential of the membrane format into the format:
+        if so, a membrane after the reset cannot overflow when the potential did not, and only
+        the sum ``v + x`` needs the overflow test. Exact (the image's hull is computed)."""
+        lo, hi = self._membrane_format.min_int, self._membrane_format.max_int
+        image = membrane_range(reset, breakpoints, v_init_lo=lo, v_init_hi=hi, x_lo=0, x_hi=0,
+                               time_steps=1)
+        return lo <= image.v_lo and image.v_hi <= hi
+
     def update_stages(self, m: Module, advance, v_old, x):
         """Add the neuron update between the membrane read and the write-back.
 
         ``v_old`` and ``x`` are valid in the fetch stage. The method registers its own stages
         under ``m.If(advance)`` (exactly :attr:`update_depth` of them) and returns
-        ``(v_new, payload)``: the new membrane and output payload, both combinational from its
-        last stage's registers.
+        ``(v_new, payload, overflow)``: the new membrane, the output payload and a bit that is
+        1 when this update's true membrane (the sum ``v_old + x`` or the value after the reset,
+        unbounded) does not fit the membrane format, all combinational from its last stage's
+        registers.
         """
         raise NotImplementedError
 
@@ -183,9 +237,12 @@ class NeuronPopulation(wiring.Component):
         with m.If(accept):
             m.d.sync += sweep.eq(Mux(sweep == self._neurons - 1, 0, sweep + 1))
 
+        # The membrane format holds v_init + x for every x, so the input is no wider: a sum
+        # one bit wider than the membrane is exact (the overflow tests rely on it).
+        assert self._input_format.width <= self._membrane_format.width
         v_old = Signal(membrane_shape)
         m.d.comb += v_old.eq(Mux(first[1], self._initial_potential, fetched))
-        v_new, payload = self.update_stages(m, advance, v_old, x[1])
+        v_new, payload, overflow = self.update_stages(m, advance, v_old, x[1])
 
         m.d.comb += [
             write.addr.eq(index[-1]),
@@ -194,5 +251,9 @@ class NeuronPopulation(wiring.Component):
         ]
         with m.If(advance):
             m.d.sync += [out_valid.eq(valid[-1]), self.o.payload.eq(payload)]
+        # Sticky until reset; loads with the output register, so it rises with the offending
+        # beat's first offer on o and holds still while a beat waits.
+        with m.If(valid[-1] & advance & overflow):
+            m.d.sync += self.overflow.eq(1)
         m.d.comb += self.o.valid.eq(out_valid)
         return m
