@@ -682,15 +682,14 @@ def _run(args) -> None:
     elif args.heads is not None:
         raise ValueError("--heads is an option of --set; --whole-model would ignore it (it "
                          "runs the ViT's own heads)")
+    given = {name: getattr(args, name) for name in ("images", "batch", "lanes", "heads")
+             if getattr(args, name) is not None}  # the rest take the functions' defaults
     if args.whole_model:
-        result = check_whole_model(
-            50 if args.images is None else args.images, out / "whole_model",
-            lanes=4 if args.lanes is None else args.lanes,
-            batch=25 if args.batch is None else args.batch, log=lambda s: print(s, flush=True))
+        result = check_whole_model(work_dir=out / "whole_model",
+                                   log=lambda s: print(s, flush=True), **given)
         path = out / "attention_whole_model.json"
     else:
-        _, result = check_parameter_set(args.set, out / f"attention_{args.set}",
-                                        heads=200 if args.heads is None else args.heads)
+        _, result = check_parameter_set(args.set, out / f"attention_{args.set}", **given)
         path = out / f"attention_{args.set}.json"
     write_output(path, json.dumps(result, indent=2) + "\n")
     if "timing" in result:  # the per-head timing is in the file; print the summary

@@ -146,9 +146,7 @@ def overlong_samples(core: NeuronPopulation, *, seed: int = 0, margin: int = 2,
     length = max(horizon, 2 * T) + margin + 1  # enough for any sample length chosen below
     held = torch.stack([torch.full((length,), hi), torch.full((length,), lo),
                         torch.tensor([hi if t % 2 == 0 else lo for t in range(length)])], dim=1)
-    u, v = core.reference_membranes(held[:horizon])
-    m = core.membrane_format
-    outside = (u < m.min_int) | (u > m.max_int) | (v < m.min_int) | (v > m.max_int)
+    outside = torch.tensor(core.reference_overflows(held[:horizon])).reshape(horizon, 3)
     first = [int(outside[:, c].nonzero()[0]) if outside[:, c].any() else horizon
              for c in range(3)]
     # The sequence that overflows first goes in first (a core may have fewer than 3 neurons).
