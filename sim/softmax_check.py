@@ -247,7 +247,8 @@ def _run(core, name, work_dir, beats, expected, *, reset_upto, reset_after, pres
          dict(valid_prob=0.8, ready_prob=0.8, reset_after=reset_after)),
         ("after reset, back-pressure", beats[:pressure_upto[0]], expected[:pressure_upto[1]],
          dict(valid_prob=0.5, ready_prob=0.3)),
-        *((label, b, e, dict(valid_prob=1.0, ready_prob=1.0)) for label, (b, e) in timing.items()),
+        *((label, b, e, dict(valid_prob=1.0, ready_prob=1.0, record_cycles=True))
+          for label, (b, e) in timing.items()),
     ]
     segments, wanted = [], []
     for n, (label, b, e, stalls) in enumerate(runs):
@@ -330,8 +331,9 @@ def check_si_norm(core, name: str, work_dir: Path, *, count: int = 10_000, seed:
 def check_softmax(core, name: str, work_dir: Path, *, rows: int = 2000,
                   seed: int = 0) -> StreamCheck:
     """Spiking softmax against :func:`golden.softmax.spiking_softmax`, row by row; timing:
-    latency of one row (first score in to first count out) and cycles per row with rows of
-    n back to back, for n = 1, n_max // 2 and n_max."""
+    latency of one row (first score in to first count out) and cycles per row with 16 rows
+    of n back to back (between the first counts of the first and the last row), for n = 1,
+    n_max // 2 and n_max."""
     all_rows, vectors = softmax_rows(core, rows, seed)
     beats, expected = softmax_beats(all_rows), softmax_reference(core, all_rows)
     rng = random.Random(seed)
@@ -350,13 +352,14 @@ def check_softmax(core, name: str, work_dir: Path, *, rows: int = 2000,
         timing[f"16 rows of {n}"] = (softmax_beats(t_rows), softmax_reference(core, t_rows))
     checked, cycles, t = _run(core, name, work_dir, beats, expected,
                               reset_upto=(cut + 4 * core.n_max, cut), reset_after=cut,
-                              pressure_upto=(pressure, pressure), timing=timing, seed=seed)
+                              pressure_upto=(pressure, pressure), timing=timing, seed=seed,
+                              cycles_per_input=1 / core.throughput)
     measured = {}
     for n in sorted({1, max(1, core.n_max // 2), core.n_max}):
         one, many = t[f"one row of {n}"], t[f"16 rows of {n}"]
         measured[f"n={n}"] = {
             "latency_first_in_to_first_out":
-                _beat_timing(one, n)["first_in_to_last_out"] - (n - 1),
-            "cycles_per_row": (many["last_accept_cycle"] - many["first_accept_cycle"] + 1) / 16,
+                one["output_cycles"][0] - one["accept_cycles"][0],
+            "cycles_per_row": (many["output_cycles"][15 * n] - many["output_cycles"][0]) / 15,
         }
     return StreamCheck(vectors, checked, cycles, measured)

@@ -81,6 +81,7 @@ def test_si_exp_latency_and_throughput(variant, K):
     core = si_exp_core(K, variant)
     beats = [{"x": v} for v in range(-300, 300, 37)]
     got, accepts, outputs = stream_dicts(core, beats)
+    assert accepts[0] == 0  # the first cycle after reset
     assert outputs[0] - accepts[0] == core.latency == K + 1
     assert (accepts[-1] - accepts[0]) / (len(beats) - 1) == 1 / core.throughput
     assert core.throughput == (1.0 if variant == "unrolled" else 1 / K)
@@ -95,11 +96,12 @@ def test_si_exp_output_backpressure(variant):
 
 
 @pytest.mark.parametrize("variant", ["unrolled", "iterative"])
-def test_si_exp_reset_mid_stream(variant):
+@pytest.mark.parametrize("settle", [0, 2])
+def test_si_exp_reset_mid_stream(variant, settle):
     """A reset with beats in flight drops them; the core then computes the stream exactly."""
     core = si_exp_core(5, variant, "random")
     x = si_exp_inputs(core, 30, seed=5)
-    got, _, _ = stream_dicts(core, [{"x": int(v)} for v in x], reset_after=7, settle=2,
+    got, _, _ = stream_dicts(core, [{"x": int(v)} for v in x], reset_after=7, settle=settle,
                            ready_prob=0.7, seed=2)
     assert got == core.reference_outputs(x)
 
@@ -163,11 +165,12 @@ def test_si_norm_widths():
 
 # -- softmax ---------------------------------------------------------------------------------
 
-def softmax_core(subtract_max=True, rounding="round", n_max=5, kind="smooth"):
+def softmax_core(subtract_max=True, rounding="round", n_max=5, kind="smooth",
+                 variant="unrolled"):
     lo, hi = (-8.0, 0.0) if subtract_max else (-1.0, 1.0)
     table = make_test_table(4, lo, hi, kind=kind, seed=4)
     return SpikingSoftmax(n_max=n_max, K=4, table=table, N=16, subtract_max=subtract_max,
-                          rounding=rounding)
+                          rounding=rounding, variant=variant)
 
 
 def random_rows(core, count, seed, longest=None):
@@ -181,11 +184,12 @@ def random_rows(core, count, seed, longest=None):
     return rows
 
 
+@pytest.mark.parametrize("variant", ["unrolled", "iterative"])
 @pytest.mark.parametrize("kind", ["smooth", "random"])
 @pytest.mark.parametrize("subtract_max, rounding", [(True, "round"), (True, "floor"),
                                                     (False, "round"), (False, "floor")])
-def test_softmax_rows_under_stalls(subtract_max, rounding, kind):
-    core = softmax_core(subtract_max, rounding, kind=kind)
+def test_softmax_rows_under_stalls(subtract_max, rounding, kind, variant):
+    core = softmax_core(subtract_max, rounding, kind=kind, variant=variant)
     rows = random_rows(core, 40, seed=1) + [[7], [5, 5, 5, 5, 5], [-32768], [32767, -32768]]
     got, _, _ = stream_dicts(core, softmax_beats(rows), valid_prob=0.7, ready_prob=0.6, seed=2)
     assert got == softmax_reference(core, rows)
@@ -228,6 +232,24 @@ def test_softmax_rows_back_to_back(subtract_max, n):
 
 
 @pytest.mark.parametrize("subtract_max", [True, False])
+@pytest.mark.parametrize("n", [1, 3, 5])
+def test_iterative_softmax_rows_back_to_back(subtract_max, n):
+    """The iterative variant without stalls: the documented latency for the first row (sent
+    in the first cycle after reset), then one row of n out every n·max(K, q + 1) cycles."""
+    core = softmax_core(subtract_max, variant="iterative")
+    rows = random_rows(core, 30, seed=n, longest=n)
+    rows = [(r * n)[:n] for r in rows]
+    got, accepts, outputs = stream_dicts(core, softmax_beats(rows))
+    assert got == softmax_reference(core, rows)
+    assert accepts[0] == 0 and outputs[0] == core.row_latency(n)
+    period = n * max(core.K, core.q + 1)
+    assert core.throughput == 1 / max(core.K, core.q + 1)
+    # The row buffers take the first rows faster; the rate they settle to is the outputs'.
+    row_outputs = outputs[::n]
+    assert {b - a for a, b in zip(row_outputs[10:], row_outputs[11:])} == {period}
+
+
+@pytest.mark.parametrize("subtract_max", [True, False])
 def test_softmax_output_backpressure(subtract_max):
     core = softmax_core(subtract_max)
     rows = random_rows(core, 20, seed=8)
@@ -236,12 +258,13 @@ def test_softmax_output_backpressure(subtract_max):
     assert got == softmax_reference(core, rows)
 
 
+@pytest.mark.parametrize("variant", ["unrolled", "iterative"])
 @pytest.mark.parametrize("subtract_max", [True, False])
 @pytest.mark.parametrize("reset_after, settle", [(2, 0), (9, 3), (13, 30)])
-def test_softmax_reset_mid_row(subtract_max, reset_after, settle):
+def test_softmax_reset_mid_row(subtract_max, reset_after, settle, variant):
     """A reset in mid-row (and with rows in every stage) leaves no partial row, sum or
     maximum behind: the next rows come out exactly."""
-    core = softmax_core(subtract_max)
+    core = softmax_core(subtract_max, variant=variant)
     rows = [[100, -200, 300], [5, 6, 7, 8], [-1, -2], [4000, 4000, 0, -9000, 1], [0]]
     got, _, _ = stream_dicts(core, softmax_beats(rows), reset_after=reset_after, settle=settle,
                            ready_prob=0.6, seed=5)

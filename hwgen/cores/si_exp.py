@@ -110,8 +110,7 @@ class SIExp(wiring.Component):
     K + 1 pipeline stages, one beat per cycle; "iterative", one stage used K times with
     (h, d, T[t+1], T[t+1] + h) in a K-entry :class:`amaranth.lib.memory.Memory` read through a
     fetch register, one beat every K cycles (the next beat enters as the last step of the
-    previous one completes; the core takes no input for 2 cycles after reset while it fetches
-    the first table rows).
+    previous one completes), from the first cycle after a reset.
 
     Parameters
     ----------
@@ -266,10 +265,10 @@ class SIExp(wiring.Component):
         # The read port and the fetch register form a two-row prefetch queue that advances
         # each time a step consumes a row: the fetch register holds the row of the next step,
         # the read port the row after it. Rows are consumed in the cyclic order 0..K-1, so the
-        # queue needs no knowledge of inputs; after reset it is filled by two priming reads.
-        row = Signal(row_layout, reset_less=True)
-        address = Signal(range(K))
-        priming = Signal(range(3))
+        # queue needs no knowledge of inputs. A reset puts row 0 in the fetch register and
+        # reads row 1 in its first cycle, before a beat accepted then takes its first step.
+        row = Signal(row_layout, init=init[0])
+        address = Signal(range(K), init=1 % K)
         primed = Signal()
 
         v, z, out, spikes, tag = self._registers("work")
@@ -280,20 +279,19 @@ class SIExp(wiring.Component):
         iterate = Signal()
         consume = Signal()
         m.d.comb += [
-            primed.eq(priming == 2),
             last.eq(step == K - 1),
             out_free.eq(~self.o.valid | self.o.ready),
             iterate.eq(busy & (~last | out_free)),
             consume.eq(iterate | ~primed),
             read.addr.eq(address),
             read.en.eq(consume),
-            self.i.ready.eq(primed & (~busy | (last & out_free))),
+            self.i.ready.eq(~busy | (last & out_free)),
         ]
-        with m.If(~primed):
-            m.d.sync += priming.eq(priming + 1)
+        m.d.sync += primed.eq(1)
         with m.If(consume):
-            m.d.sync += [row.eq(read.data),
-                         address.eq(Mux(address == K - 1, 0, address + 1))]
+            m.d.sync += address.eq(Mux(address == K - 1, 0, address + 1))
+        with m.If(iterate):
+            m.d.sync += row.eq(read.data)
 
         new_out = out + Mux(z, row.d, 0)
         new_spikes = spikes + z
