@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import reduce
 from operator import or_
 
-from amaranth import C, Module, Mux, Signal, signed, unsigned
+from amaranth import C, Cat, Module, Signal, signed, unsigned
 from amaranth.lib import data
 
 from golden.fixed import Format, check_int
@@ -114,21 +114,38 @@ class MTPopulation(NeuronPopulation):
             m.d.sync += [hit_neg[k].eq(u[0] <= t) for k, t in enumerate(neg)]
 
         # Stage 3: both hit sets are thermometers (a hit at level k implies hits below it), so
-        # the level that fires is the one whose hit is not followed by a hit above: one-hot, at
-        # most one sign hot, and the emitted value is an AND-OR of constants.
-        terms = []
-        for k in range(cfg.levels):
-            above_pos = hit_pos[k + 1] if k + 1 < cfg.levels else C(0)
-            above_neg = hit_neg[k + 1] if k + 1 < cfg.levels else C(0)
-            terms.append((hit_pos[k] & ~above_pos, cfg.lambda_pos << k, k))
-            terms.append((hit_neg[k] & ~above_neg, -(cfg.lambda_neg << k), k))
+        # "the level that fires lies in [a, b]" is hit[a] & ~hit[b + 1]. Every output bit is
+        # written as an OR of such runs of levels, a few terms each, rather than an OR over the
+        # one-hot levels, whose terms the LUT mapper cannot merge (it does not know the
+        # thermometer property): the emit logic is then one or two LUTs deep instead of five.
+        def levels_setting(hit, value_of_level, j):
+            """Whether the level that fires (per ``hit``) has bit j set in its value (two's
+            complement: ``>>`` of a negative Python integer extends its sign)."""
+            runs, k = [], 0
+            while k < cfg.levels:
+                if (value_of_level(k) >> j) & 1:
+                    start = k
+                    while k < cfg.levels and (value_of_level(k) >> j) & 1:
+                        k += 1
+                    runs.append(hit[start] & ~hit[k] if k < cfg.levels else hit[start])
+                else:
+                    k += 1
+            return reduce(or_, runs, C(0))
+
+        def either_sign(j, positive, negative):
+            return levels_setting(hit_pos, positive, j) | levels_setting(hit_neg, negative, j)
+
+        def level(k):
+            return k
+
         with m.If(advance):
             m.d.sync += [
-                emit.eq(reduce(or_, (Mux(hot, C(value, emit_shape), 0)
-                                     for hot, value, _ in terms))),
+                emit.eq(Cat(*(either_sign(j, lambda k: cfg.lambda_pos << k,
+                                          lambda k: -(cfg.lambda_neg << k))
+                              for j in range(emit_shape.width)))),
                 code.fire.eq(hit_pos[0] | hit_neg[0]),
                 code.negative.eq(hit_neg[0]),
-                code.k.eq(reduce(or_, (Mux(hot, k, 0) for hot, _, k in terms))),
+                code.k.eq(Cat(*(either_sign(j, level, level) for j in range(len(code.k))))),
             ]
         if not wide_reset:
             return u[2] - emit, code, ovf[2]
