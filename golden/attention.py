@@ -33,8 +33,8 @@ from typing import NamedTuple
 
 import torch
 
-from .ecm import INT64_MAX, max_abs, cumulative_difference, ecm_matmul_int, steps_like
-from .fixed import check_int
+from .ecm import cumulative_difference, ecm_matmul_int, max_abs, steps_like
+from .fixed import INT64_MAX, check_int
 from .mt_neuron import mt_neuron
 from .si_exp import SIExpTable, check_exp_table
 from .si_norm import check_power_of_two_N, check_rounding

@@ -735,6 +735,11 @@ def _check_attention_converted(net: nn.Module):
             f"Hugging Face BERT-style *SelfAttention with query, key and value Linears")
 
 
+def _check_finite(what: str, x: torch.Tensor) -> None:
+    if x.is_floating_point() and not torch.isfinite(x).all():
+        raise ValueError(f"{what} has NaN or infinite values")
+
+
 class _IntegerAware(nn.Module):
     """A model module with its own integer form (``forward_integer(x, act_frac)``)."""
 
@@ -846,12 +851,12 @@ class SpikingModel(nn.Module):
                 out.append(x)
                 continue
             if id(x) not in repeated:
-                if x.is_floating_point() and not torch.isfinite(x).all():
-                    raise ValueError(f"input {i} has NaN or infinite values")
+                _check_finite(f"input {i}", x)
+                q = x
                 if self.config.integer and x.is_floating_point():
-                    x = _quantise_checked(f"input {i}", x, self.config.act_format)
-                repeated[id(xs[i])] = x.repeat(T, *([1] * (x.dim() - 1)))
-            out.append(repeated[id(xs[i])])
+                    q = _quantise_checked(f"input {i}", x, self.config.act_format)
+                repeated[id(x)] = q.repeat(T, *([1] * (q.dim() - 1)))
+            out.append(repeated[id(x)])
         return out
 
     @torch.no_grad()
@@ -946,10 +951,8 @@ def convert(model: nn.Module, calibration, config: ConversionConfig | None = Non
             args, kwargs = ((), batch) if isinstance(batch, dict) else (
                 (batch if isinstance(batch, (tuple, list)) else (batch,)), {})
             for key, x in (*enumerate(args), *kwargs.items()):
-                if (isinstance(x, torch.Tensor) and x.is_floating_point()
-                        and not torch.isfinite(x).all()):
-                    raise ValueError(f"calibration batch {seen}, input {key!r}, has NaN or "
-                                     f"infinite values")
+                if isinstance(x, torch.Tensor):
+                    _check_finite(f"calibration batch {seen}, input {key!r},", x)
             net(*args, **kwargs)
             seen += 1
         if seen == 0:

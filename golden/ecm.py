@@ -18,11 +18,10 @@ from typing import Callable
 
 import torch
 
+from .fixed import INT64_MAX
+
 __all__ = ["steps_like", "cumulative_difference", "ecm_unary", "ecm_unary_int", "ecm_matmul",
            "ecm_matmul_int", "round_shift"]
-
-
-INT64_MAX = (1 << 63) - 1
 
 
 def max_abs(x: torch.Tensor) -> int:
@@ -91,4 +90,3 @@ def ecm_matmul_int(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
                          f"over {a.shape[-1]} terms can reach {bound}, beyond int64")
     P = SA @ SB
     return cumulative_difference(torch.div(P, t, rounding_mode="floor"))
-

@@ -12,7 +12,10 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["Format", "bits_for_range", "check_int"]
+__all__ = ["Format", "INT64_MAX", "bits_for_range", "check_int"]
+
+#: The largest int64: the golden integer operators refuse results that would wrap beyond it.
+INT64_MAX = (1 << 63) - 1
 
 
 def check_int(name: str, value, *, minimum: int | None = None, maximum: int | None = None) -> int:

@@ -54,9 +54,14 @@ class IFConfig:
         return u - self.threshold if u >= self.threshold else u
 
     @property
+    def breakpoints(self) -> list[int]:
+        """The first potential of the firing region of :meth:`reset` (golden.membrane)."""
+        return [self.threshold]
+
+    @property
     def membrane_range(self) -> MembraneRange:
         v0 = self.initial_potential
-        return membrane_range(self.reset, [self.threshold], v_init_lo=v0, v_init_hi=v0,
+        return membrane_range(self.reset, self.breakpoints, v_init_lo=v0, v_init_hi=v0,
                               x_lo=self.input_format.min_int, x_hi=self.input_format.max_int,
                               time_steps=self.time_steps)
 

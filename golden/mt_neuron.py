@@ -80,10 +80,15 @@ class MTConfig:
         return u - self.emitted(u)
 
     @property
-    def membrane_range(self) -> MembraneRange:
+    def breakpoints(self) -> list[int]:
+        """The first potential of each firing region of :meth:`reset` (golden.membrane): the
+        positive thresholds, and one above each negative one."""
         pos, neg = self.thresholds
-        breakpoints = pos + [n + 1 for n in neg]
-        return membrane_range(self.reset, breakpoints, v_init_lo=0, v_init_hi=0,
+        return pos + [n + 1 for n in neg]
+
+    @property
+    def membrane_range(self) -> MembraneRange:
+        return membrane_range(self.reset, self.breakpoints, v_init_lo=0, v_init_hi=0,
                               x_lo=self.input_format.min_int, x_hi=self.input_format.max_int,
                               time_steps=self.time_steps)
 

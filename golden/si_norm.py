@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from .fixed import check_int
+from .fixed import INT64_MAX, check_int
 
 __all__ = ["ROUNDINGS", "MAX_N", "check_power_of_two_N", "check_rounding", "si_norm",
            "si_norm_spiking"]
@@ -35,8 +35,6 @@ def check_rounding(rounding: str) -> None:
         raise ValueError(f"rounding must be one of {', '.join(ROUNDINGS)}, not {rounding!r}")
 
 
-_INT64_MAX = (1 << 63) - 1
-
 
 def _check(e: torch.Tensor, N: int, rounding: str, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``e`` as int64 and its row sums ``Vth`` (keepdim), refusing what int64 cannot hold:
@@ -51,9 +49,9 @@ def _check(e: torch.Tensor, N: int, rounding: str, dim: int) -> tuple[torch.Tens
         return e, e.sum(dim=dim, keepdim=True)
     if (e < 0).any():
         raise ValueError(f"e must be non-negative (SI-exp outputs); found {int(e.min())}")
-    largest_sum = _INT64_MAX // (N + 1)
+    largest_sum = INT64_MAX // (N + 1)
     # max * row length bounds every row sum, so the sum below cannot wrap.
-    if int(e.max()) > _INT64_MAX // max(1, e.size(dim)):
+    if int(e.max()) > INT64_MAX // max(1, e.size(dim)):
         raise ValueError(f"e has an element {int(e.max())}; with N={N} a row of SI-norm may sum "
                          f"to at most {largest_sum}")
     vth = e.sum(dim=dim, keepdim=True)

@@ -221,12 +221,9 @@ def test_overflow_of_the_membrane_after_the_reset(neurons):
     fits, the value after the reset does not. The MT core tests it one bit wider only where
     the reset map can leave the format (here; not at its defaults)."""
     core = MTPopulation(neurons=neurons, **WRAPPING_RESET_MT)
-    pos, neg = core.config.thresholds
     assert core.membrane_format.width == 3 and core.config.lambda_neg == 8
-    assert not core.reset_keeps_format(core.config.reset, pos + [n + 1 for n in neg])
-    default = MTPopulation()
-    pos, neg = default.config.thresholds
-    assert default.reset_keeps_format(default.config.reset, pos + [n + 1 for n in neg])
+    assert not core.reset_keeps_format()
+    assert MTPopulation().reset_keeps_format()
     x = torch.full((3, neurons), -2)
     u, v = core.reference_membranes(x)
     assert u[:, 0].tolist() == [-2, -4, 2] and v[:, 0].tolist() == [-2, 4, 1]
@@ -318,7 +315,7 @@ def test_reset_keeps_format_is_exact():
         for time_steps in (1, 2, 5):
             core = IFPopulation(neurons=1, width=3, frac=0, threshold=threshold,
                                 time_steps=time_steps)
-            assert core.reset_keeps_format(core.config.reset, [threshold])
+            assert core.reset_keeps_format()
     leaving = 0
     for width in (2, 3):
         for lambda_pos in range(1, 9):
@@ -327,8 +324,7 @@ def test_reset_keeps_format_is_exact():
                     core = MTPopulation(neurons=1, width=width, frac=0, lambda_pos=lambda_pos,
                                         lambda_neg=lambda_neg, levels=levels, time_steps=1)
                     fmt, cfg = core.membrane_format, core.config
-                    pos, neg = cfg.thresholds
-                    keeps = core.reset_keeps_format(cfg.reset, pos + [n + 1 for n in neg])
+                    keeps = core.reset_keeps_format()
                     brute = all(fmt.min_int <= cfg.reset(u) <= fmt.max_int
                                 for u in range(fmt.min_int, fmt.max_int + 1))
                     assert keeps == brute

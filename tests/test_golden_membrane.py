@@ -30,10 +30,7 @@ def neurons():
                     st.integers(1, 300), st.none())
 
     def unpack(cfg):
-        if isinstance(cfg, MTConfig):
-            pos, neg = cfg.thresholds
-            return cfg, pos + [n + 1 for n in neg], 0
-        return cfg, [cfg.threshold], cfg.initial_potential
+        return cfg, cfg.breakpoints, 0 if isinstance(cfg, MTConfig) else cfg.initial_potential
     return st.one_of(mt, if_).map(unpack)
 
 

@@ -69,7 +69,7 @@ class IFPopulation(NeuronPopulation):
         width = self.membrane_format.width
         # D1 by construction: after a spike the membrane is u - threshold in [0, u), so only
         # the sum can leave the format.
-        assert self.reset_keeps_format(self.config.reset, [self.config.threshold])
+        assert self.reset_keeps_format()
         # The sum one bit wider than the membrane (the input is no wider than the membrane, so
         # it cannot wrap); the update uses its low bits, the overflow test its top two.
         total = Signal(signed(width + 1), reset_less=True)

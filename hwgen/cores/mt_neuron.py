@@ -93,7 +93,7 @@ class MTPopulation(NeuronPopulation):
         # computed one bit wider and tested too; the emitted values (at most 2**width in
         # magnitude, as every threshold lies in the format) then need that bit as well.
         # Elsewhere the difference is exact modulo 2**width, which is all the write-back keeps.
-        wide_reset = not self.reset_keeps_format(cfg.reset, pos + [n + 1 for n in neg])
+        wide_reset = not self.reset_keeps_format()
         emit_shape = signed(width + 1) if wide_reset else shape
         # Stage 1: the sum one bit wider than the membrane (the input is no wider than the
         # membrane, so it cannot wrap); the update uses its low bits, and the overflow test of

@@ -161,14 +161,15 @@ class NeuronPopulation(wiring.Component):
         outside = (u < lo) | (u > hi) | (v < lo) | (v > hi)
         return [int(o) for o in outside.flatten()]
 
-    def reset_keeps_format(self, reset, breakpoints) -> bool:
-        """Whether the reset map (``reset``, slope 1 between ``breakpoints``, as in
-        :mod:`golden.membrane`) takes every potential of the membrane format into the format:
-        if so, a membrane after the reset cannot overflow when the potential did not, and only
-        the sum ``v + x`` needs the overflow test. Exact (the image's hull is computed)."""
+    def reset_keeps_format(self) -> bool:
+        """Whether the neuron's reset map (``config.reset``, slope 1 between
+        ``config.breakpoints``, as in :mod:`golden.membrane`) takes every potential of the
+        membrane format into the format: if so, a membrane after the reset cannot overflow when
+        the potential did not, and only the sum ``v + x`` needs the overflow test. Exact (the
+        image's hull is computed)."""
         lo, hi = self._membrane_format.min_int, self._membrane_format.max_int
-        image = membrane_range(reset, breakpoints, v_init_lo=lo, v_init_hi=hi, x_lo=0, x_hi=0,
-                               time_steps=1)
+        image = membrane_range(self.config.reset, self.config.breakpoints, v_init_lo=lo,
+                               v_init_hi=hi, x_lo=0, x_hi=0, time_steps=1)
         return lo <= image.v_lo and image.v_hi <= hi
 
     def update_stages(self, m: Module, advance, v_old, x):
