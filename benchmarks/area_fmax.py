@@ -10,7 +10,8 @@ import statistics
 import record  # noqa: F401 (puts the repository on sys.path)
 
 from hwgen.cores import make_core  # noqa: E402
-from hwgen.report import DEVICES, MAX_PLACER_SEED, report_core_over_seeds  # noqa: E402
+from boards import DEVICES  # noqa: E402
+from hwgen.report import MAX_PLACER_SEED, report_core_over_seeds  # noqa: E402
 
 
 def placer_seed(value: str) -> int:

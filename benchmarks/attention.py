@@ -20,8 +20,9 @@ import math
 import record  # puts the repository on sys.path; the shared command line and record
 from area_fmax import UniqueSeeds, placer_seed
 
+from boards import DEVICES  # noqa: E402
 from hwgen.cores.attention import AttentionHead, digits_head_config  # noqa: E402
-from hwgen.report import DEVICES, ToolError, report_core_over_seeds  # noqa: E402
+from hwgen.report import ToolError, report_core_over_seeds  # noqa: E402
 
 
 def run(lanes: int, device: str, seeds: list[int]) -> list[dict]:

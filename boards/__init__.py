@@ -1,4 +1,4 @@
-"""Registry of the supported boards.
+"""Registry of the supported boards, and of the bare devices `python -m hwgen report` targets.
 
 Each :class:`Board` names an amaranth-boards platform, the FPGA it carries, its clock, which LEDs
 show a self-test's result, the bitstream file its build produces, and the toolchain environment
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, NamedTuple
 
-__all__ = ["BOARDS", "Board", "LED", "get_board", "tool_command"]
+__all__ = ["BOARDS", "Board", "DEVICES", "Device", "LED", "get_board", "tool_command"]
 
 
 def tool_command(command: str) -> str:
@@ -31,6 +31,37 @@ def tool_command(command: str) -> str:
     if local.is_file():
         return str(local)
     return shutil.which(command) or command
+
+
+@dataclass(frozen=True)
+class Device:
+    """A bare FPGA that ``python -m hwgen report`` synthesises a core for (no board, no pins): its
+    part name, family, and the nextpnr options selecting it."""
+
+    name: str
+    part: str
+    family: str  #: "ice40" or "ecp5"
+    nextpnr_args: tuple[str, ...]
+
+    @property
+    def synth_command(self) -> str:
+        return f"synth_{self.family}"
+
+    @property
+    def nextpnr(self) -> str:
+        return f"yowasp-nextpnr-{self.family}"
+
+
+#: Device name -> :class:`Device`.
+DEVICES: dict[str, Device] = {d.name: d for d in [
+    Device("up5k", "iCE40UP5K-SG48", "ice40", ("--up5k", "--package", "sg48")),
+    Device("ecp5-25f", "LFE5U-25F-6BG381C", "ecp5",
+           ("--25k", "--package", "CABGA381", "--speed", "6")),
+    Device("ecp5-45f", "LFE5U-45F-6BG381C", "ecp5",
+           ("--45k", "--package", "CABGA381", "--speed", "6")),
+    Device("ecp5-85f", "LFE5U-85F-6BG381C", "ecp5",
+           ("--85k", "--package", "CABGA381", "--speed", "6")),
+]}
 
 
 class LED(NamedTuple):

@@ -132,7 +132,7 @@ def parser() -> argparse.ArgumentParser:
 
     q = sub.add_parser("report", help="synthesise a bare core and print area and Fmax as JSON")
     core_args(q)
-    from .report import DEVICES  # imports torch (1 s), as every command but the help does
+    from boards import BOARDS, DEVICES  # light: the help needs neither torch nor the cores
     q.add_argument("--device", default="up5k",
                    help=f"target device: {', '.join(DEVICES)} (default: up5k)")
     q.add_argument("--seed", type=int, default=1, help="placer seed (default: 1)")
@@ -143,7 +143,6 @@ def parser() -> argparse.ArgumentParser:
                    ).set_defaults(run=_boards)
 
     q = sub.add_parser("build", help="build a board bitstream with a self-testing design")
-    from boards import BOARDS  # light; the designs need the cores, so `boards` lists them
     q.add_argument("--board", default="icebreaker",
                    help=f"board: {', '.join(BOARDS)} (default: icebreaker)")
     q.add_argument("--design", default="if-selftest",

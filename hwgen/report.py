@@ -29,47 +29,18 @@ from pathlib import Path
 
 from amaranth.back import rtlil
 
-from boards import tool_command
+from boards import DEVICES, Device, tool_command
 from golden.cli import CommandError
 from golden.fixed import check_int
 
 from .ooc import OutOfContext
 
-__all__ = ["DEVICES", "Device", "ToolError", "report_core", "report_core_over_seeds", "run_tool",
-           "tool_versions"]
-
-
-@dataclass(frozen=True)
-class Device:
-    """A target for :func:`report_core`: part name, family, and the nextpnr options selecting it."""
-
-    name: str
-    part: str
-    family: str  #: "ice40" or "ecp5"
-    nextpnr_args: tuple[str, ...]
-
-    @property
-    def synth_command(self) -> str:
-        return f"synth_{self.family}"
-
-    @property
-    def nextpnr(self) -> str:
-        return f"yowasp-nextpnr-{self.family}"
+__all__ = ["ToolError", "report_core", "report_core_over_seeds", "run_tool", "tool_versions"]
 
 
 #: Largest placer seed: nextpnr takes a signed 32-bit seed.
 MAX_PLACER_SEED = (1 << 31) - 1
 
-#: Device name -> :class:`Device`.
-DEVICES: dict[str, Device] = {d.name: d for d in [
-    Device("up5k", "iCE40UP5K-SG48", "ice40", ("--up5k", "--package", "sg48")),
-    Device("ecp5-25f", "LFE5U-25F-6BG381C", "ecp5",
-           ("--25k", "--package", "CABGA381", "--speed", "6")),
-    Device("ecp5-45f", "LFE5U-45F-6BG381C", "ecp5",
-           ("--45k", "--package", "CABGA381", "--speed", "6")),
-    Device("ecp5-85f", "LFE5U-85F-6BG381C", "ecp5",
-           ("--85k", "--package", "CABGA381", "--speed", "6")),
-]}
 
 # Yosys cell types per reported resource class. A CCU2C (ECP5) is a 2-bit carry cell, SB_CARRY
 # (iCE40) a 1-bit one; the raw counts are reported as well.
@@ -171,7 +142,7 @@ def report_core(core, device: str, *, name: str = "core", seed: int = 1,
     core : amaranth.lib.wiring.Component
         The core, with all logic in the ``sync`` domain.
     device : str
-        A key of :data:`DEVICES`.
+        A key of :data:`boards.DEVICES`.
     name : str
         Module name of the core (the wrapper is ``<name>_ooc``).
     seed : int

@@ -279,9 +279,9 @@ def test_integer_parameters_take_leading_zeros_and_hex(tmp_path):
 
 
 def test_help_and_listing_name_what_is_accepted(capsys):
+    from boards import DEVICES
     from hwgen.cores import CORES
     from hwgen.energy import ENERGY_CORES
-    from hwgen.report import DEVICES
     for command, listed in [("report", DEVICES), ("energy", ENERGY_CORES)]:
         with pytest.raises(SystemExit):
             hwgen_main([command, "--help"])
@@ -296,6 +296,14 @@ def test_help_and_listing_name_what_is_accepted(capsys):
     assert "bit-exact with :func:`golden.attention.attention_head` (``softmax=\"spiking\"``, " \
         "``softmax_input=\"max\"``)." in summaries[-1]
     assert "from the format's width to 64" in " ".join(CORES["softmax"].__doc__.split())
+
+
+def test_hwgen_help_needs_neither_torch_nor_amaranth():
+    # They take seconds to import; `python -m hwgen --help` should answer at once.
+    probe = ("import sys; from hwgen.__main__ import parser; parser(); "
+             "print(sorted(m for m in ('torch', 'amaranth', 'hwgen.cores') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 @pytest.mark.parametrize("argv, message", [

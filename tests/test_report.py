@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from boards import DEVICES
 from hwgen.cores.if_neuron import IFPopulation
 from hwgen.ooc import OutOfContext
-from hwgen.report import DEVICES, ToolError, report_core, report_core_over_seeds, run_tool
+from hwgen.report import ToolError, report_core, report_core_over_seeds, run_tool
 
 
 def test_report_tiny_if_core_on_up5k(tmp_path):
