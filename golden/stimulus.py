@@ -1,20 +1,26 @@
-"""Test stimulus for the neuron models: random samples and edge cases.
+"""Test stimulus for the neuron models and the spiking softmax: random samples and edge cases.
 
 A *sample* is an integer tensor ``x`` of shape ``(T, P)``: T time steps of input to P neurons.
 Edge cases are per-neuron input sequences (length T) chosen to hit the corners of the numeric
 contract: format extremes held for all T steps (the largest membrane excursions), inputs that
 land exactly on each firing threshold and one LSB either side (the ``>=`` ties of D2), and
 alternating extremes.
+
+For the spiking softmax (:func:`softmax_rows`) a *row* is a list of integer scores in the
+SI-exp table's input format.
 """
 
 from __future__ import annotations
+
+import random
 
 import torch
 
 from .if_neuron import IFConfig
 from .mt_neuron import MTConfig
+from .si_exp import SIExpTable
 
-__all__ = ["edge_sequences", "random_samples", "pack_sequences", "samples_for"]
+__all__ = ["edge_sequences", "random_samples", "pack_sequences", "samples_for", "softmax_rows"]
 
 
 def _hold(value: int, T: int) -> torch.Tensor:
@@ -95,3 +101,40 @@ def samples_for(config: IFConfig | MTConfig, neurons: int, *, min_updates: int,
     per_sample = config.time_steps * neurons
     samples += random_samples(config, neurons, -(-min_updates // per_sample), generator)
     return samples
+
+
+def softmax_rows(table: SIExpTable, n_max: int, count: int,
+                 seed: int = 0) -> tuple[list[list[int]], dict]:
+    """Rows of scores for a spiking softmax whose rows hold up to ``n_max`` scores: the edge
+    rows, then ``count`` random rows; and how many of each kind.
+
+    Edge rows: one-element rows (the format's extremes, 0, the table's range ends), all-equal
+    rows of 1, 2 and ``n_max`` scores, saturating rows (everything below or above the range,
+    one maximum among minima, alternating extremes), 20 rows of ``n_max`` scores near the range
+    and 20 over the whole format, and three rows longer than ``n_max`` (a core cuts them into
+    pieces). Random rows have 1 to ``n_max`` scores, uniform near the range (the range and a
+    quarter of it either side) or, with probability 0.3, over the whole format. Deterministic for
+    ``seed``."""
+    f = table.input_format
+    g = torch.Generator().manual_seed(seed)
+    rng = random.Random(seed)
+    span = table.hi - table.lo
+    wide = (f.min_int, f.max_int)
+    near = (max(f.min_int, table.lo - span // 4), min(f.max_int, table.hi + span // 4))
+
+    def scores(n, bounds):
+        return torch.randint(bounds[0], bounds[1] + 1, (n,), generator=g).tolist()
+
+    rows = [[x] for x in (f.min_int, f.max_int, 0, table.lo, table.hi)]
+    rows += [[x] * n for x in (f.min_int, f.max_int, table.lo, table.hi, 0)
+             for n in sorted({1, 2, n_max})]
+    below, above = max(f.min_int, table.lo - span), min(f.max_int, table.hi + span)
+    rows += [[below] * n_max, [above] * n_max, [f.max_int] + [f.min_int] * (n_max - 1),
+             [f.min_int, f.max_int] * (n_max // 2) + [0] * (n_max % 2)]
+    rows += [scores(n_max, near) for _ in range(20)] + [scores(n_max, wide) for _ in range(20)]
+    overlong = [scores(n, near) for n in (n_max + 1, 2 * n_max, 2 * n_max + 1)]
+    rows += overlong
+    edges = len(rows)
+    for _ in range(count):
+        rows.append(scores(rng.randint(1, n_max), near if rng.random() < 0.7 else wide))
+    return rows, {"edge_rows": edges, "overlong_rows": len(overlong), "random_rows": count}

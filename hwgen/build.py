@@ -32,7 +32,7 @@ from golden.fixed import check_int
 from .cores import core_parameters, make_core
 from .report import MAX_PLACER_SEED, ToolError, log_tail
 from .selftest import (SelfTest, SelfTestVectors, attention_selftest_vectors,
-                       neuron_selftest_vectors, sample_beats)
+                       neuron_selftest_vectors, softmax_selftest_vectors)
 
 __all__ = ["DESIGNS", "BoardTop", "Design", "build", "default_out_dir", "get_design"]
 
@@ -46,8 +46,10 @@ class Design:
     (the rest at their defaults), self-tested on the vectors ``vectors(core, samples,
     vector_seed)`` returns: for the neuron populations
     :func:`~hwgen.selftest.neuron_selftest_vectors` (``samples`` random samples after the edge
-    samples), for the attention head :func:`~hwgen.selftest.attention_selftest_vectors`
-    (``samples`` random heads after the edge head)."""
+    samples), for the spiking softmax :func:`~hwgen.selftest.softmax_selftest_vectors`
+    (``samples`` random rows after the edge rows), for the attention head
+    :func:`~hwgen.selftest.attention_selftest_vectors` (``samples`` random heads after the edge
+    head)."""
 
     name: str
     core: str
@@ -72,6 +74,9 @@ DESIGNS: dict[str, Design] = {d.name: d for d in [
            description="IF population at its default parameters, self-tested on LEDs"),
     Design("mt-selftest", "mt",
            description="MT population at its default parameters, self-tested on LEDs"),
+    Design("softmax", "softmax", samples=32, vectors=softmax_selftest_vectors,
+           description="spiking softmax, the default core (rows of up to 16 scores, max "
+                       "subtraction, K = 12 on [-8, 0], N = 256), self-tested on LEDs"),
     # Four random heads of 1/4 to full density after the edge head: 80 beats per pass, so each
     # ROM fits the block RAMs of one 256-word depth (iCE40: 4 of 61 bits, 2 of 21 bits).
     Design("attention", "attention", samples=4, vectors=attention_selftest_vectors,
@@ -166,7 +171,8 @@ def build(board: str = "icebreaker", design: str = "if-selftest",
     dict
         The contents of ``report.json``: ``board``, ``device``, ``design``, ``core`` (registry
         name, class, every parameter value, latency, throughput), ``vectors`` (input beats per
-        pass; samples: the edge and random samples, or heads for the attention head; seed),
+        pass; samples: the edge and random samples, rows for the softmax, heads for the
+        attention head; seed),
         ``utilisation`` (per nextpnr bel type, ``{"used", "available"}``), ``fmax_mhz``
         (achieved, slowest clock), ``clock_mhz`` (the board clock, which is the constraint),
         ``meets_clock``, ``bitstream`` (``file`` name in ``out_dir``, ``bytes``),
@@ -182,11 +188,9 @@ def build(board: str = "icebreaker", design: str = "if-selftest",
     vectors = spec.make_vectors(core)
     params = {p.name: p.default for p in core_parameters(spec.core)}
     params.update(spec.params)
-    beats_per_sample = sample_beats(core)
     _progress(f"{target.name}/{spec.name}: {type(core).__name__} {params}, "
-              f"{len(vectors.inputs)} vectors ({len(vectors.inputs) // beats_per_sample} "
-              f"samples)")
-    top = BoardTop(SelfTest(core, *vectors), target)
+              f"{len(vectors.inputs)} vectors ({vectors.samples} samples)")
+    top = BoardTop(SelfTest(core, vectors.inputs, vectors.expected), target)
 
     platform = target.platform()
     _progress(f"yosys, nextpnr and pack for {target.device} in {out_dir} "
@@ -227,7 +231,7 @@ def build(board: str = "icebreaker", design: str = "if-selftest",
         },
         "vectors": {
             "input_beats": len(vectors.inputs),
-            "samples": len(vectors.inputs) // beats_per_sample,
+            "samples": vectors.samples,
             "seed": spec.vector_seed,
         },
         "utilisation": pnr["utilization"],

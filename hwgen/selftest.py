@@ -5,9 +5,9 @@ of expected beats, and loops over the vector set forever, with pseudo-random gap
 stream and pseudo-random back-pressure on the output stream, so a board top can show on LEDs
 that the core, as placed and routed, computes what the golden model computes.
 
-:func:`neuron_selftest_vectors` (IF or MT population) and :func:`attention_selftest_vectors`
-(attention head) build the ROM contents from the golden model at build time, with a fixed seed;
-:func:`sample_beats` says how many input beats one sample of a core takes.
+:func:`neuron_selftest_vectors` (IF or MT population), :func:`softmax_selftest_vectors` (spiking
+softmax) and :func:`attention_selftest_vectors` (attention head) build the ROM contents from the
+golden model at build time, with a fixed seed.
 """
 
 from __future__ import annotations
@@ -21,13 +21,14 @@ from amaranth.lib.wiring import Out
 
 from golden.attention import attention_head, random_codes
 from golden.fixed import check_int
-from golden.stimulus import edge_sequences, pack_sequences, random_samples
+from golden.stimulus import edge_sequences, pack_sequences, random_samples, softmax_rows
 
 from .cores.attention import AttentionHead
 from .cores.population import NeuronPopulation
+from .cores.softmax import SpikingSoftmax
 
 __all__ = ["SelfTest", "SelfTestVectors", "attention_selftest_vectors", "neuron_selftest_vectors",
-           "sample_beats"]
+           "softmax_selftest_vectors"]
 
 
 def _lfsr(m: Module, name: str, taps: tuple[int, ...], seed: int) -> Signal:
@@ -49,9 +50,9 @@ class SelfTest(wiring.Component):
     of the expected ROM must be the n-th output beat the core produces when fed the input ROM
     from its start; when a ROM is exhausted it restarts from entry 0, so the input set must leave
     the core ready to start over (for the neuron populations: whole samples, every sweep
-    complete; for the attention head: whole heads, each starting with ``first = 1``). Output
-    ports of the core other than ``o`` (such as the attention head's ``overrun``) are left
-    unconnected: the check is on the ``o`` beats alone.
+    complete; for the softmax: whole rows; for the attention head: whole heads, each starting
+    with ``first = 1``). Output ports of the core other than ``o`` (such as the attention head's
+    ``overrun``) are left unconnected: the check is on the ``o`` beats alone.
 
     Stimulus: ``i.valid`` is offered in about 3 of 4 cycles (a 16-bit LFSR) and, once high,
     held with the same payload until the core takes the beat. Back-pressure: ``o.ready`` is high
@@ -170,6 +171,14 @@ class SelfTest(wiring.Component):
 class SelfTestVectors(NamedTuple):
     inputs: list[int]  #: input beats, ``core.i`` payloads packed as unsigned integers
     expected: list[int]  #: expected output beats, ``core.o`` payloads packed likewise
+    samples: int  #: what the beats hold: samples (neuron populations), rows (softmax), heads
+
+
+def _packed(core, beats: list[dict], outputs: list[dict]) -> tuple[list[int], list[int]]:
+    """Input and output payloads packed as unsigned integers in the core's layouts."""
+    in_layout, out_layout = core.i.payload.shape(), core.o.payload.shape()
+    return ([in_layout.const(beat).as_value().value for beat in beats],
+            [out_layout.const(out).as_value().value for out in outputs])
 
 
 def neuron_selftest_vectors(core, samples: int = 1, seed: int = 1) -> SelfTestVectors:
@@ -190,12 +199,33 @@ def neuron_selftest_vectors(core, samples: int = 1, seed: int = 1) -> SelfTestVe
     generator = torch.Generator().manual_seed(seed)
     xs = pack_sequences(edge_sequences(core.config), core.neurons, core.config, generator)
     xs += random_samples(core.config, core.neurons, samples, generator)
-    in_layout, out_layout = core.i.payload.shape(), core.o.payload.shape()
     inputs, expected = [], []
     for x in xs:
-        inputs += [in_layout.const(beat).as_value().value for beat in core.input_beats(x)]
-        expected += [out_layout.const(out).as_value().value for out in core.reference_outputs(x)]
-    return SelfTestVectors(inputs, expected)
+        beats, outputs = _packed(core, core.input_beats(x), core.reference_outputs(x))
+        inputs += beats
+        expected += outputs
+    return SelfTestVectors(inputs, expected, len(xs))
+
+
+def softmax_selftest_vectors(core, rows: int = 32, seed: int = 1) -> SelfTestVectors:
+    """Golden input and output beats for a spiking softmax core
+    (:class:`~hwgen.cores.softmax.SpikingSoftmax`).
+
+    The set is the edge rows of :func:`golden.stimulus.softmax_rows` (one-element, all-equal
+    and saturating rows, rows of ``n_max`` scores, rows longer than ``n_max`` that the core cuts
+    into pieces) followed by ``rows`` random rows of 1 to ``n_max`` scores, drawn with ``seed``.
+    Beats are one score per beat, ``last`` on each row's final score; the expected beats are
+    :meth:`~hwgen.cores.softmax.SpikingSoftmax.reference_outputs` (the golden counts, ``last``
+    and ``cut``), both packed as unsigned integers in the core's payload layouts (the default
+    core: 17 bits in, 11 out). ``samples`` counts the rows as given, before any cut.
+    """
+    if not isinstance(core, SpikingSoftmax):
+        raise TypeError(f"core must be a spiking softmax core, not {core!r}")
+    check_int("rows", rows, minimum=0, maximum=1 << 12)
+    check_int("seed", seed, minimum=0)
+    all_rows, _ = softmax_rows(core.table, core.n_max, rows, seed)
+    inputs, expected = _packed(core, core.input_beats(all_rows), core.reference_outputs(all_rows))
+    return SelfTestVectors(inputs, expected, len(all_rows))
 
 
 #: Fire probabilities of the random heads of :func:`attention_selftest_vectors`, in turn.
@@ -239,20 +269,10 @@ def attention_selftest_vectors(core, heads: int = 4, seed: int = 1) -> SelfTestV
         density = ATTENTION_DENSITIES[h % len(ATTENTION_DENSITIES)]
         sets.append(tuple(random_codes(shape, L, density, generator) for _ in range(3)))
 
-    in_layout, out_layout = core.i.payload.shape(), core.o.payload.shape()
     inputs, expected = [], []
     for q, k, v in sets:
-        out = attention_head(q, k, v, cfg).out
-        inputs += [in_layout.const(beat).as_value().value for beat in core.input_beats(q, k, v)]
-        expected += [out_layout.const(beat).as_value().value for beat in core.output_beats(out)]
-    return SelfTestVectors(inputs, expected)
-
-
-def sample_beats(core) -> int:
-    """Input beats of one sample of ``core``: ``time_steps`` steps of one beat per neuron
-    (neuron populations) or per token (attention head)."""
-    if isinstance(core, NeuronPopulation):
-        return core.config.time_steps * core.neurons
-    if isinstance(core, AttentionHead):
-        return core.config.time_steps * core.config.tokens
-    raise TypeError(f"core must be a neuron population or an attention head core, not {core!r}")
+        beats, outputs = _packed(core, core.input_beats(q, k, v),
+                                 core.output_beats(attention_head(q, k, v, cfg).out))
+        inputs += beats
+        expected += outputs
+    return SelfTestVectors(inputs, expected, len(sets))

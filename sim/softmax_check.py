@@ -24,13 +24,12 @@ import torch
 
 from golden.fixed import Format
 from golden.si_exp import SIExpTable
-from golden.softmax import spiking_softmax
+from golden.stimulus import softmax_rows
 
 from .payload import pack, unpack
 from .runner import plan_segment, run_plan, verilator_model
 
-__all__ = ["StreamCheck", "make_test_table", "si_exp_inputs", "si_norm_inputs",
-           "softmax_rows", "softmax_reference", "softmax_beats", "check_si_exp",
+__all__ = ["StreamCheck", "make_test_table", "si_exp_inputs", "si_norm_inputs", "check_si_exp",
            "check_si_norm", "check_softmax"]
 
 
@@ -165,54 +164,6 @@ def si_norm_inputs(core, count: int, seed: int = 0) -> tuple[list[tuple[int, int
     return pairs, {"ties": len(ties), "edges": edges, "random": count}
 
 
-def softmax_rows(core, count: int, seed: int = 0) -> tuple[list[list[int]], dict]:
-    """Rows of scores: one-element rows, all-equal rows, saturating rows (scores beyond the
-    range, and the format extremes), rows of n_max and longer than n_max, then ``count``
-    random rows of 1..n_max scores."""
-    f, table, n_max = core.table.input_format, core.table, core.n_max
-    g = torch.Generator().manual_seed(seed)
-    rng = random.Random(seed)
-    span = table.hi - table.lo
-    wide = (f.min_int, f.max_int)
-    near = (max(f.min_int, table.lo - span // 4), min(f.max_int, table.hi + span // 4))
-
-    def scores(n, bounds):
-        return torch.randint(bounds[0], bounds[1] + 1, (n,), generator=g).tolist()
-
-    rows = [[x] for x in (f.min_int, f.max_int, 0, table.lo, table.hi)]
-    rows += [[x] * n for x in (f.min_int, f.max_int, table.lo, table.hi, 0)
-             for n in {1, 2, n_max}]
-    below, above = max(f.min_int, table.lo - span), min(f.max_int, table.hi + span)
-    rows += [[below] * n_max, [above] * n_max, [f.max_int] + [f.min_int] * (n_max - 1),
-             [f.min_int, f.max_int] * (n_max // 2) + [0] * (n_max % 2)]
-    rows += [scores(n_max, near) for _ in range(20)] + [scores(n_max, wide) for _ in range(20)]
-    overlong = [scores(n, near) for n in (n_max + 1, 2 * n_max, 2 * n_max + 1)]
-    rows += overlong
-    edges = len(rows)
-    for _ in range(count):
-        rows.append(scores(rng.randint(1, n_max), near if rng.random() < 0.7 else wide))
-    return rows, {"edge_rows": edges, "overlong_rows": len(overlong), "random_rows": count}
-
-
-def softmax_reference(core, rows: list[list[int]]) -> list[dict]:
-    """Golden outputs, cutting rows longer than n_max into pieces as the core does."""
-    out = []
-    for row in rows:
-        pieces = [row[i:i + core.n_max] for i in range(0, len(row), core.n_max)]
-        for p, piece in enumerate(pieces):
-            counts = spiking_softmax(torch.tensor(piece), core.table, core.N,
-                                     subtract_max=core.subtract_max,
-                                     rounding=core.rounding).counts.tolist()
-            for j, c in enumerate(counts):
-                end = j == len(piece) - 1
-                out.append({"c": c, "last": int(end), "cut": int(end and p < len(pieces) - 1)})
-    return out
-
-
-def softmax_beats(rows: list[list[int]]) -> list[dict]:
-    return [{"x": x, "last": int(j == len(row) - 1)} for row in rows for j, x in enumerate(row)]
-
-
 # -- running ---------------------------------------------------------------------------------
 
 @dataclass
@@ -334,8 +285,8 @@ def check_softmax(core, name: str, work_dir: Path, *, rows: int = 2000,
     latency of one row (first score in to first count out) and cycles per row with 16 rows
     of n back to back (between the first counts of the first and the last row), for n = 1,
     n_max // 2 and n_max."""
-    all_rows, vectors = softmax_rows(core, rows, seed)
-    beats, expected = softmax_beats(all_rows), softmax_reference(core, all_rows)
+    all_rows, vectors = softmax_rows(core.table, core.n_max, rows, seed)
+    beats, expected = core.input_beats(all_rows), core.reference_outputs(all_rows)
     rng = random.Random(seed)
     # The reset comes in the middle of a row of at least 2 scores, after a few rows.
     start = sum(len(r) for r in all_rows[:10])
@@ -347,9 +298,9 @@ def check_softmax(core, name: str, work_dir: Path, *, rows: int = 2000,
     g = torch.Generator().manual_seed(seed)
     for n in sorted({1, max(1, core.n_max // 2), core.n_max}):
         t_rows = [torch.randint(-4096, 4096, (n,), generator=g).tolist() for _ in range(16)]
-        timing[f"one row of {n}"] = (softmax_beats(t_rows[:1]),
-                                     softmax_reference(core, t_rows[:1]))
-        timing[f"16 rows of {n}"] = (softmax_beats(t_rows), softmax_reference(core, t_rows))
+        timing[f"one row of {n}"] = (core.input_beats(t_rows[:1]),
+                                     core.reference_outputs(t_rows[:1]))
+        timing[f"16 rows of {n}"] = (core.input_beats(t_rows), core.reference_outputs(t_rows))
     checked, cycles, t = _run(core, name, work_dir, beats, expected,
                               reset_upto=(cut + 4 * core.n_max, cut), reset_after=cut,
                               pressure_upto=(pressure, pressure), timing=timing, seed=seed,

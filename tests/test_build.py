@@ -11,7 +11,8 @@ from amaranth.sim import Simulator
 
 import boards
 from hwgen.build import DESIGNS, build, get_design
-from hwgen.selftest import SelfTest, attention_selftest_vectors, neuron_selftest_vectors
+from hwgen.selftest import (SelfTest, attention_selftest_vectors, neuron_selftest_vectors,
+                            softmax_selftest_vectors)
 
 
 def test_unknown_board_and_design():
@@ -19,7 +20,7 @@ def test_unknown_board_and_design():
                                          r"ulx3s-85f, ulx3s-25f, orangecrab-25f$"):
         build("icebreakr")
     with pytest.raises(ValueError, match=r"^unknown design 'lif-selftest'; known designs: "
-                                         r"if-selftest, mt-selftest, attention$"):
+                                         r"if-selftest, mt-selftest, softmax, attention$"):
         build("icebreaker", "lif-selftest")
     with pytest.raises(ValueError, match=r"^unknown board 'nope'; known boards: "):
         boards.get_board("nope")
@@ -53,7 +54,8 @@ def test_design_selftest_passes_in_simulation(design):
     # The exact self-test that goes into the bitstream, through one pass over its vectors.
     spec = get_design(design)
     core = spec.make_core()
-    dut = SelfTest(core, *spec.make_vectors(core))
+    vectors = spec.make_vectors(core)
+    dut = SelfTest(core, vectors.inputs, vectors.expected)
     # Each side moves a beat in about 3 of 4 cycles: a pass takes about 16/9 of the stall-free
     # time, vectors / throughput.
     cycles = round(4 * dut.vectors / core.throughput)
@@ -77,6 +79,7 @@ def test_design_selftest_passes_in_simulation(design):
 def test_designs_use_their_cores_vectors():
     for name, vectors in [("if-selftest", neuron_selftest_vectors),
                           ("mt-selftest", neuron_selftest_vectors),
+                          ("softmax", softmax_selftest_vectors),
                           ("attention", attention_selftest_vectors)]:
         spec = get_design(name)
         assert spec.vectors is vectors
@@ -116,3 +119,20 @@ def test_build_icebreaker_attention(tmp_path):
     assert report["utilisation"]["ICESTORM_DSP"]["used"] == 0  # no multipliers
     assert report["meets_clock"] == (report["fmax_mhz"] >= 12.0)
     assert (tmp_path / "top.bin").stat().st_size == report["bitstream"]["bytes"] > 0
+
+
+@pytest.mark.slow
+def test_build_ulx3s_softmax(tmp_path):
+    # The ECP5 flow (yosys synth_ecp5, nextpnr-ecp5, ecppack) end to end, on the softmax design.
+    report = build("ulx3s-85f", "softmax", tmp_path)
+    assert report["device"] == "LFE5U-85F-6BG381C" and report["core"]["class"] == "SpikingSoftmax"
+    assert report["core"]["parameters"]["n_max"] == 16
+    assert report["vectors"]["samples"] == 67 + 32  # edge rows of n_max = 16, random rows
+    for bel in ("TRELLIS_COMB", "TRELLIS_FF"):
+        used = report["utilisation"][bel]
+        assert 0 < used["used"] <= used["available"], bel
+    assert report["utilisation"]["MULT18X18D"]["used"] == 0  # no multipliers
+    assert report["clock_mhz"] == 25.0
+    assert report["meets_clock"] == (report["fmax_mhz"] >= 25.0)
+    assert report["bitstream"]["file"] == "top.bit"
+    assert (tmp_path / "top.bit").stat().st_size == report["bitstream"]["bytes"] > 0

@@ -17,7 +17,7 @@ from hwgen.cores.si_exp import SIExp
 from hwgen.cores.si_norm import SINorm
 from hwgen.cores.softmax import SpikingSoftmax
 from sim.amaranth_stream import payload_dict, run_stream
-from sim.softmax_check import make_test_table, softmax_beats, softmax_reference
+from sim.softmax_check import make_test_table
 
 SMALL = Format(10, 6)
 
@@ -191,8 +191,8 @@ def random_rows(core, count, seed, longest=None):
 def test_softmax_rows_under_stalls(subtract_max, rounding, kind, variant):
     core = softmax_core(subtract_max, rounding, kind=kind, variant=variant)
     rows = random_rows(core, 40, seed=1) + [[7], [5, 5, 5, 5, 5], [-32768], [32767, -32768]]
-    got, _, _ = stream_dicts(core, softmax_beats(rows), valid_prob=0.7, ready_prob=0.6, seed=2)
-    assert got == softmax_reference(core, rows)
+    got, _, _ = stream_dicts(core, core.input_beats(rows), valid_prob=0.7, ready_prob=0.6, seed=2)
+    assert got == core.reference_outputs(rows)
 
 
 @pytest.mark.parametrize("subtract_max", [True, False])
@@ -201,8 +201,8 @@ def test_softmax_overlong_rows_are_cut(subtract_max):
     end of a cut piece has last = cut = 1, and the next row is unaffected."""
     core = softmax_core(subtract_max)
     rows = [list(range(-900, 0, 100)), [1, 2], list(range(10)), [3]]
-    got, _, _ = stream_dicts(core, softmax_beats(rows), ready_prob=0.8, seed=4)
-    assert got == softmax_reference(core, rows)
+    got, _, _ = stream_dicts(core, core.input_beats(rows), ready_prob=0.8, seed=4)
+    assert got == core.reference_outputs(rows)
     assert [(o["last"], o["cut"]) for o in got][:10] == \
         [(0, 0)] * 4 + [(1, 1)] + [(0, 0)] * 3 + [(1, 0)] + [(0, 0)]
 
@@ -212,8 +212,8 @@ def test_softmax_rows_of_one(subtract_max):
     """n_max = 1: every score is a row of its own (longer rows are cut after each score)."""
     core = softmax_core(subtract_max, n_max=1)
     rows = [[5], [-7, 8], [0], [100, 200, 300]]
-    got, _, _ = stream_dicts(core, softmax_beats(rows), valid_prob=0.8, ready_prob=0.7, seed=6)
-    assert got == softmax_reference(core, rows)
+    got, _, _ = stream_dicts(core, core.input_beats(rows), valid_prob=0.8, ready_prob=0.7, seed=6)
+    assert got == core.reference_outputs(rows)
     assert [o["c"] for o in got] == [16] * 7
 
 
@@ -224,8 +224,8 @@ def test_softmax_rows_back_to_back(subtract_max, n):
     core = softmax_core(subtract_max)
     rows = random_rows(core, 12, seed=n, longest=n)
     rows = [(r * n)[:n] for r in rows]
-    got, accepts, outputs = stream_dicts(core, softmax_beats(rows))
-    assert got == softmax_reference(core, rows)
+    got, accepts, outputs = stream_dicts(core, core.input_beats(rows))
+    assert got == core.reference_outputs(rows)
     assert accepts == list(range(accepts[0], accepts[0] + 12 * n))
     assert outputs == list(range(outputs[0], outputs[0] + 12 * n))
     assert outputs[0] - accepts[0] == core.row_latency(n)
@@ -239,8 +239,8 @@ def test_iterative_softmax_rows_back_to_back(subtract_max, n):
     core = softmax_core(subtract_max, variant="iterative")
     rows = random_rows(core, 30, seed=n, longest=n)
     rows = [(r * n)[:n] for r in rows]
-    got, accepts, outputs = stream_dicts(core, softmax_beats(rows))
-    assert got == softmax_reference(core, rows)
+    got, accepts, outputs = stream_dicts(core, core.input_beats(rows))
+    assert got == core.reference_outputs(rows)
     assert accepts[0] == 0 and outputs[0] == core.row_latency(n)
     period = n * max(core.K, core.q + 1)
     assert core.throughput == 1 / max(core.K, core.q + 1)
@@ -253,9 +253,9 @@ def test_iterative_softmax_rows_back_to_back(subtract_max, n):
 def test_softmax_output_backpressure(subtract_max):
     core = softmax_core(subtract_max)
     rows = random_rows(core, 20, seed=8)
-    got, _, _ = stream_dicts(core, softmax_beats(rows), hold_ready_cycles=60, ready_prob=0.3,
+    got, _, _ = stream_dicts(core, core.input_beats(rows), hold_ready_cycles=60, ready_prob=0.3,
                            seed=8)
-    assert got == softmax_reference(core, rows)
+    assert got == core.reference_outputs(rows)
 
 
 @pytest.mark.parametrize("variant", ["unrolled", "iterative"])
@@ -266,9 +266,9 @@ def test_softmax_reset_mid_row(subtract_max, reset_after, settle, variant):
     maximum behind: the next rows come out exactly."""
     core = softmax_core(subtract_max, variant=variant)
     rows = [[100, -200, 300], [5, 6, 7, 8], [-1, -2], [4000, 4000, 0, -9000, 1], [0]]
-    got, _, _ = stream_dicts(core, softmax_beats(rows), reset_after=reset_after, settle=settle,
+    got, _, _ = stream_dicts(core, core.input_beats(rows), reset_after=reset_after, settle=settle,
                            ready_prob=0.6, seed=5)
-    assert got == softmax_reference(core, rows)
+    assert got == core.reference_outputs(rows)
 
 
 def test_softmax_widths_and_formulas():

@@ -10,11 +10,13 @@ from amaranth import Value
 from amaranth.sim import Simulator
 
 from golden.attention import attention_head
+from golden.softmax import spiking_softmax
 from hwgen.cores.attention import AttentionHead
 from hwgen.cores.if_neuron import IFPopulation
 from hwgen.cores.mt_neuron import MTPopulation
+from hwgen.cores.softmax import SpikingSoftmax
 from hwgen.selftest import (ATTENTION_DENSITIES, SelfTest, attention_selftest_vectors,
-                            neuron_selftest_vectors, sample_beats)
+                            neuron_selftest_vectors, softmax_selftest_vectors)
 
 IF_SMALL = (IFPopulation, dict(neurons=4, width=6, threshold=20, time_steps=4))
 # Two neurons: the MT core (3-stage recurrence) then inserts bubbles, which the test also covers.
@@ -65,7 +67,7 @@ def run_selftest(dut: SelfTest, cycles: int, stop_after_passes: int = 3) -> dict
 def test_selftest_passes(cls, params):
     core = make_core(cls, params)
     vectors = neuron_selftest_vectors(core, samples=2, seed=5)
-    state = run_selftest(SelfTest(core, *vectors), cycles=4000)
+    state = run_selftest(SelfTest(core, vectors.inputs, vectors.expected), cycles=4000)
     assert state["passes"] >= 3, state
     assert state["passed"] == 1 and state["failed"] == 0 and not state["dropped"], state
     # The stimulus did exercise gaps and back-pressure.
@@ -75,7 +77,7 @@ def test_selftest_passes(cls, params):
 @pytest.mark.parametrize("cls, params", [IF_SMALL, MT_SMALL], ids=["if", "mt"])
 def test_selftest_detects_a_wrong_expected_value(cls, params):
     core = make_core(cls, params)
-    inputs, expected = neuron_selftest_vectors(core, samples=2, seed=5)
+    inputs, expected, _ = neuron_selftest_vectors(core, samples=2, seed=5)
     expected[len(expected) // 2] ^= 1
     state = run_selftest(SelfTest(core, inputs, expected), cycles=4000, stop_after_passes=1)
     assert state["passes"] >= 1, state
@@ -85,11 +87,11 @@ def test_selftest_detects_a_wrong_expected_value(cls, params):
 def test_vectors_order_and_edges():
     core = make_core(*IF_SMALL)
     cfg = core.config
-    inputs, expected = neuron_selftest_vectors(core, samples=1)
+    inputs, expected, samples = neuron_selftest_vectors(core, samples=1)
     layout = core.i.payload.shape()
     beats = [layout.from_bits(v) for v in inputs]
     steps, neurons = cfg.time_steps, core.neurons
-    assert len(beats) % (steps * neurons) == 0 and len(expected) == len(beats)
+    assert len(beats) == samples * steps * neurons and len(expected) == len(beats)
     for index, beat in enumerate(beats):
         assert beat["first"] == int(index // neurons % steps == 0)
     xs = [beat["x"] for beat in beats]
@@ -117,6 +119,73 @@ def test_selftest_rejects_bad_vectors():
         neuron_selftest_vectors(object())
 
 
+# -- spiking softmax ------------------------------------------------------------------------
+
+SOFTMAX_SMALL = dict(n_max=4)  # the shipped K = 12 table on [-8, 0], max subtraction
+
+
+def test_softmax_selftest_passes():
+    # Two passes: the second starts over from the first row, right after the last one.
+    core = SpikingSoftmax(**SOFTMAX_SMALL)
+    vectors = softmax_selftest_vectors(core, rows=8, seed=5)
+    state = run_selftest(SelfTest(core, vectors.inputs, vectors.expected), cycles=4 * len(vectors.inputs),
+                         stop_after_passes=2)
+    assert state["passes"] >= 2, state
+    assert state["passed"] == 1 and state["failed"] == 0 and not state["dropped"], state
+    assert state["gaps"] > 0 and state["stalls"] > 0, state
+
+
+@pytest.mark.parametrize("field, bit", [("c", 0), ("c", 8), ("last", 0), ("cut", 0)])
+def test_softmax_selftest_detects_a_wrong_expected_value(field, bit):
+    core = SpikingSoftmax(**SOFTMAX_SMALL)
+    inputs, expected, _ = softmax_selftest_vectors(core, rows=8, seed=5)
+    expected[-1] ^= 1 << (core.o.payload.shape()[field].offset + bit)
+    state = run_selftest(SelfTest(core, inputs, expected), cycles=4 * len(inputs),
+                         stop_after_passes=1)
+    assert state["passes"] >= 1, state
+    assert state["failed"] == 1 and state["passed"] == 0, state
+
+
+def test_softmax_vectors_layout():
+    core = SpikingSoftmax(**SOFTMAX_SMALL)
+    n_max, f = core.n_max, core.table.input_format
+    inputs, expected, samples = softmax_selftest_vectors(core, rows=10, seed=2)
+    beats = [core.i.payload.shape().from_bits(v) for v in inputs]
+    outs = [core.o.payload.shape().from_bits(v) for v in expected]
+    rows, row = [], []
+    for beat in beats:
+        row.append(int(beat.x))
+        if beat.last:
+            rows.append(row)
+            row = []
+    assert row == [] and len(rows) == samples
+    lengths = [len(r) for r in rows]
+    assert lengths[0] == 1 and max(lengths) > n_max  # one-score rows and rows to be cut
+    assert [f.max_int] * n_max in rows and [f.min_int] * n_max in rows
+    assert all(1 <= n <= n_max for n in lengths[-10:])  # the random rows
+    # The expected beats are the golden counts of each piece of at most n_max scores.
+    want = []
+    for r in rows:
+        pieces = [r[i:i + n_max] for i in range(0, len(r), n_max)]
+        for p, piece in enumerate(pieces):
+            counts = spiking_softmax(torch.tensor(piece), core.table, core.N,
+                                     subtract_max=True).counts.tolist()
+            want += [(c, int(j == len(piece) - 1), int(j == len(piece) - 1 and p + 1 < len(pieces)))
+                     for j, c in enumerate(counts)]
+    assert [(int(o.c), int(o.last), int(o.cut)) for o in outs] == want
+    assert any(cut for _, _, cut in want) and len({c for c, _, _ in want}) > 10
+
+
+def test_softmax_vectors_are_reproducible_and_checked():
+    core = SpikingSoftmax(**SOFTMAX_SMALL)
+    assert softmax_selftest_vectors(core, seed=3) == softmax_selftest_vectors(core, seed=3)
+    assert softmax_selftest_vectors(core, seed=3) != softmax_selftest_vectors(core, seed=4)
+    with pytest.raises(TypeError, match=r"^core must be a spiking softmax core"):
+        softmax_selftest_vectors(make_core(*IF_SMALL))
+    with pytest.raises(ValueError, match=r"^rows must be an integer from 0 to 4096, not -1$"):
+        softmax_selftest_vectors(core, rows=-1)
+
+
 # -- attention head -------------------------------------------------------------------------
 
 def test_attention_selftest_passes():
@@ -124,7 +193,7 @@ def test_attention_selftest_passes():
     # first ROM entry, a new head with first = 1 after a head of T steps.
     core = AttentionHead()
     vectors = attention_selftest_vectors(core, heads=2, seed=5)
-    state = run_selftest(SelfTest(core, *vectors), cycles=20000, stop_after_passes=2)
+    state = run_selftest(SelfTest(core, vectors.inputs, vectors.expected), cycles=20000, stop_after_passes=2)
     assert state["passes"] >= 2, state
     assert state["passed"] == 1 and state["failed"] == 0 and not state["dropped"], state
     assert state["gaps"] > 0 and state["stalls"] > 0, state
@@ -134,7 +203,7 @@ def test_attention_selftest_passes():
 def test_attention_selftest_detects_a_wrong_expected_value(beat):
     # One output code of one beat is wrong (a bit of the first code: the lowest bits).
     core = AttentionHead()
-    inputs, expected = attention_selftest_vectors(core, heads=2, seed=5)
+    inputs, expected, _ = attention_selftest_vectors(core, heads=2, seed=5)
     expected[beat] ^= 1 << 1
     state = run_selftest(SelfTest(core, inputs, expected), cycles=20000, stop_after_passes=1)
     assert state["passes"] >= 1, state
@@ -146,8 +215,9 @@ def test_attention_vectors_layout():
     cfg = core.config
     T, n, d, top = cfg.time_steps, cfg.tokens, cfg.head_dim, 1 << (cfg.levels - 1)
     heads = 5
-    inputs, expected = attention_selftest_vectors(core, heads=heads, seed=2)
-    assert len(inputs) == len(expected) == (heads + 1) * T * n == (heads + 1) * sample_beats(core)
+    inputs, expected, samples = attention_selftest_vectors(core, heads=heads, seed=2)
+    assert samples == heads + 1
+    assert len(inputs) == len(expected) == (heads + 1) * T * n
     in_layout, out_layout = core.i.payload.shape(), core.o.payload.shape()
     beats = [in_layout.from_bits(v) for v in inputs]
     outs = [out_layout.from_bits(v) for v in expected]
@@ -183,6 +253,3 @@ def test_attention_vectors_are_reproducible_and_checked():
         attention_selftest_vectors(make_core(*IF_SMALL))
     with pytest.raises(ValueError, match=r"^heads must be an integer from 0 to 4096, not -1$"):
         attention_selftest_vectors(core, heads=-1)
-    with pytest.raises(TypeError, match=r"^core must be a neuron population or an attention "
-                                        r"head core"):
-        sample_beats(object())

@@ -34,6 +34,7 @@ golden model applied to each piece.
 
 from __future__ import annotations
 
+import torch
 from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -41,6 +42,7 @@ from amaranth.utils import ceil_log2
 
 from golden.fixed import check_int
 from golden.si_exp import SIExpTable, check_exp_table
+from golden.softmax import spiking_softmax
 
 from .si_exp import VARIANTS, SIExp, load_table, resolve_table
 from .si_norm import SINorm, check_norm_parameters
@@ -210,6 +212,28 @@ class SpikingSoftmax(wiring.Component):
         """Scores accepted per cycle for rows back to back (one row of n per n cycles, or per
         n·max(K, q + 1) cycles for the iterative variant)."""
         return 1.0 if self._variant == "unrolled" else 1 / max(self.K, self._q + 1)
+
+    def input_beats(self, rows) -> list[dict]:
+        """Input payloads for ``rows`` (lists of integer scores), rows back to back: one beat
+        per score, ``last`` on each row's final score."""
+        return [{"x": int(x), "last": int(j == len(row) - 1)}
+                for row in rows for j, x in enumerate(row)]
+
+    def reference_outputs(self, rows) -> list[dict]:
+        """Output payloads the golden twin (:func:`golden.softmax.spiking_softmax`) gives for
+        ``rows``, with a row longer than ``n_max`` cut into pieces as the core cuts it."""
+        out = []
+        for row in rows:
+            pieces = [row[i:i + self._n_max] for i in range(0, len(row), self._n_max)]
+            for p, piece in enumerate(pieces):
+                counts = spiking_softmax(torch.tensor(piece, dtype=torch.int64), self._table,
+                                         self._N, subtract_max=self._subtract_max,
+                                         rounding=self._rounding).counts.tolist()
+                for j, c in enumerate(counts):
+                    end = j == len(piece) - 1
+                    out.append({"c": c, "last": int(end),
+                                "cut": int(end and p < len(pieces) - 1)})
+        return out
 
     def elaborate(self, platform):
         m = Module()
