@@ -84,6 +84,34 @@ def test_selftest_detects_a_wrong_expected_value(cls, params):
     assert state["failed"] == 1 and state["passed"] == 0, state
 
 
+@pytest.mark.parametrize("beat", [0, 5])
+def test_selftest_flags_a_mismatch_two_cycles_after_its_beat(beat):
+    # The documented timing of ``failed``, and ``passed`` never rising on the way.
+    core = make_core(*IF_SMALL)
+    inputs, expected, _ = neuron_selftest_vectors(core, samples=1, seed=5)
+    expected[beat] ^= 1
+    dut = SelfTest(core, inputs, expected)
+    seen = {}
+
+    async def testbench(ctx):
+        transfers = 0
+        for cycle in range(400):
+            if ctx.get(dut.failed) and "failed" not in seen:
+                seen["failed"] = cycle
+            seen["passed"] = seen.get("passed", 0) | ctx.get(dut.passed)
+            if ctx.get(core.o.valid) and ctx.get(core.o.ready):
+                if transfers == beat:
+                    seen["transfer"] = cycle
+                transfers += 1
+            await ctx.tick()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(testbench)
+    sim.run()
+    assert seen["failed"] == seen["transfer"] + 2 and seen["passed"] == 0, seen
+
+
 def test_vectors_order_and_edges():
     core = make_core(*IF_SMALL)
     cfg = core.config
