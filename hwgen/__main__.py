@@ -132,7 +132,7 @@ def parser() -> argparse.ArgumentParser:
 
     q = sub.add_parser("report", help="synthesise a bare core and print area and Fmax as JSON")
     core_args(q)
-    from boards import BOARDS, DEVICES  # light: the help needs neither torch nor the cores
+    from boards import BOARDS, DEVICES  # light: --help needs neither torch nor the cores
     q.add_argument("--device", default="up5k",
                    help=f"target device: {', '.join(DEVICES)} (default: up5k)")
     q.add_argument("--seed", type=int, default=1, help="placer seed (default: 1)")

@@ -156,8 +156,8 @@ def test_softmax_selftest_passes():
     # Two passes: the second starts over from the first row, right after the last one.
     core = SpikingSoftmax(**SOFTMAX_SMALL)
     vectors = softmax_selftest_vectors(core, rows=8, seed=5)
-    state = run_selftest(SelfTest(core, vectors.inputs, vectors.expected), cycles=4 * len(vectors.inputs),
-                         stop_after_passes=2)
+    state = run_selftest(SelfTest(core, vectors.inputs, vectors.expected),
+                         cycles=4 * len(vectors.inputs), stop_after_passes=2)
     assert state["passes"] >= 2, state
     assert state["passed"] == 1 and state["failed"] == 0 and not state["dropped"], state
     assert state["gaps"] > 0 and state["stalls"] > 0, state
@@ -198,8 +198,9 @@ def test_softmax_vectors_layout():
         for p, piece in enumerate(pieces):
             counts = spiking_softmax(torch.tensor(piece), core.table, core.N,
                                      subtract_max=True).counts.tolist()
-            want += [(c, int(j == len(piece) - 1), int(j == len(piece) - 1 and p + 1 < len(pieces)))
-                     for j, c in enumerate(counts)]
+            ends = [j == len(piece) - 1 for j in range(len(piece))]
+            want += [(c, int(end), int(end and p + 1 < len(pieces)))
+                     for c, end in zip(counts, ends)]
     assert [(int(o.c), int(o.last), int(o.cut)) for o in outs] == want
     assert any(cut for _, _, cut in want) and len({c for c, _, _ in want}) > 10
 
@@ -221,7 +222,8 @@ def test_attention_selftest_passes():
     # first ROM entry, a new head with first = 1 after a head of T steps.
     core = AttentionHead()
     vectors = attention_selftest_vectors(core, heads=2, seed=5)
-    state = run_selftest(SelfTest(core, vectors.inputs, vectors.expected), cycles=20000, stop_after_passes=2)
+    state = run_selftest(SelfTest(core, vectors.inputs, vectors.expected), cycles=20000,
+                         stop_after_passes=2)
     assert state["passes"] >= 2, state
     assert state["passed"] == 1 and state["failed"] == 0 and not state["dropped"], state
     assert state["gaps"] > 0 and state["stalls"] > 0, state

@@ -75,8 +75,8 @@ class SpikingSoftmax(wiring.Component):
     of n back to back, one row every n cycles (one score per cycle in and out). The
     "iterative" variant adds ``(n - 1)·(K - 1)`` to the first count (one exp per K cycles),
     sends the counts of a row one per ``q + 1`` cycles and takes a row every
-    ``n·max(K, q + 1)`` cycles. :meth:`row_latency` gives the formula. Each buffer holds two rows, so a row longer than the
-    rows before it, or a stalled output, can stall the input.
+    ``n·max(K, q + 1)`` cycles. :meth:`row_latency` gives the formula. Each buffer holds two
+    rows, so a row longer than the rows before it, or a stalled output, can stall the input.
 
     Parameters
     ----------
