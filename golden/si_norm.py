@@ -35,7 +35,6 @@ def check_rounding(rounding: str) -> None:
         raise ValueError(f"rounding must be one of {', '.join(ROUNDINGS)}, not {rounding!r}")
 
 
-
 def _check(e: torch.Tensor, N: int, rounding: str, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``e`` as int64 and its row sums ``Vth`` (keepdim), refusing what int64 cannot hold:
     the counts need ``N * e_i + v_init <= (N + 1) * Vth``."""

@@ -16,8 +16,8 @@ from sim.neuron_check import FlaggedOutputs, expected_stream, overlong_samples
 
 SMALL_IF = dict(width=6, frac=0, threshold=11, time_steps=6)
 SMALL_MT = dict(width=6, frac=0, lambda_pos=3, lambda_neg=5, levels=3, time_steps=6)
-# The review's reproduction: a 5-bit membrane; x = 7 for 12 steps wrapped it silently.
-REVIEW_IF = dict(neurons=4, width=4, threshold=1, time_steps=2)
+# A 5-bit membrane that x = 7 takes out of its format at the third step.
+WRAPPING_IF = dict(neurons=4, width=4, threshold=1, time_steps=2)
 # levels = 1 and lambda_neg = 2**membrane width (3 bits): the reset of the lowest potential,
 # -4 + 8 = 4, leaves the format although the potential fits.
 WRAPPING_RESET_MT = dict(width=2, frac=0, lambda_pos=1, lambda_neg=8, levels=1, time_steps=1)
@@ -143,11 +143,11 @@ def test_reset_restarts_sweep():
     assert not any(flags)  # within time_steps, through the reset
 
 
-def test_overflow_review_reproduction():
+def test_overflow_rises_with_the_first_step_out_of_the_format():
     """x = 7 for 12 steps into a 5-bit membrane (threshold 1, T = 2): golden spikes every
     step; the membrane reaches 6, 12, then 19 > 15 at step 2. The flag rises with that step's
     first beat; everything before it is exact."""
-    core = IFPopulation(**REVIEW_IF)
+    core = IFPopulation(**WRAPPING_IF)
     assert (core.membrane_format.min_int, core.membrane_format.max_int) == (-16, 15)
     x = torch.full((12, 4), 7)
     assert core.reference_overflows(x)[:12] == [0] * 8 + [1] * 4
@@ -251,7 +251,7 @@ def test_flag_stays_low_within_time_steps(cls, params, neurons):
 def test_flag_is_sticky_until_reset():
     """The flag survives later samples (a first beat does not clear it) and falls with reset;
     afterwards samples within time_steps run exact with the flag down."""
-    core = IFPopulation(**REVIEW_IF)
+    core = IFPopulation(**WRAPPING_IF)
     top = Module()
     top.domains.sync = sync = ClockDomain()
     top.submodules.core = core
@@ -297,7 +297,7 @@ def test_flag_is_sticky_until_reset():
 
 
 def test_input_beats_refuses_samples_longer_than_time_steps():
-    core = IFPopulation(**REVIEW_IF)
+    core = IFPopulation(**WRAPPING_IF)
     x = torch.full((3, 4), 7)
     with pytest.raises(ValueError, match=r"x has 3 time steps, more than time_steps = 2 .*"
                                          r"pass beyond_time_steps=True"):
