@@ -9,8 +9,10 @@ label is the first maximum (``torch.argmax``).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -24,16 +26,22 @@ __all__ = ["run_experiment", "calibration_batches", "write_outputs", "format_tab
 
 #: ECMT keeps real-valued inputs at the patch embedding and the classifier.
 ANALOG = ("patch_embed", "head")
+DEFAULT_CALIBRATION_IMAGES = 1024
+#: Settings of the integer arithmetic (SI-norm rounding, formats), recorded in every result.
+_NUMERIC_SETTINGS = ("rounding", "act_frac", "weight_frac", "act_width", "weight_width")
 
 
-def calibration_batches(x_train: torch.Tensor, images: int = 1024) -> list[torch.Tensor]:
+def calibration_batches(x_train: torch.Tensor,
+                        images: int = DEFAULT_CALIBRATION_IMAGES) -> list[torch.Tensor]:
     """The calibration data: the first ``images`` training images in batches of 256."""
-    return [x_train[i:i + 256] for i in range(0, min(images, len(x_train)), 256)]
+    n = min(images, len(x_train))
+    return [x_train[i:min(i + 256, n)] for i in range(0, n, 256)]
 
 
 def run_experiment(T: int = 8, softmax: str = "spiking", integer: bool = True, *,
                    softmax_input: str = "max", checkpoint: Path | str = DEFAULT_CHECKPOINT,
-                   vit: ViTConfig = ViTConfig(), calibration_images: int = 1024,
+                   vit: ViTConfig = ViTConfig(),
+                   calibration_images: int = DEFAULT_CALIBRATION_IMAGES,
                    batch: int = 180, limit: int | None = None, progress: bool = True,
                    **conversion) -> dict:
     """Convert the (trained or loaded) digits ViT and measure it on the test split."""
@@ -63,6 +71,10 @@ def run_experiment(T: int = 8, softmax: str = "spiking", integer: bool = True, *
         "K": config.K if softmax == "spiking" else None,
         "N": config.N if softmax == "spiking" else None,
         "levels": config.levels, "percentiles": list(config.percentiles),
+        **{name: getattr(config, name) for name in _NUMERIC_SETTINGS},
+        "fixed_lambdas": {key: list(value) for key, value in config.lambdas.items()},
+        "table": config.table.to_json() if config.table is not None else None,
+        "calibration_images": calibration_images,
         "test_images": len(y_te), "limit": limit,
         "ann_accuracy": ann,
         "snn_accuracy": snn_acc,
@@ -96,17 +108,31 @@ def format_table(r: dict) -> str:
 
 def output_stem(result: dict) -> str:
     """File name of a result: T, softmax and mode, then every setting off its default (so runs
-    with other settings do not overwrite each other)."""
+    with other settings do not overwrite each other). Settings that are not a number (fixed λ,
+    an SI-exp table, the ViT's configuration) are named by a short hash of their value."""
     default = ConversionConfig()
     stem = (f"vit_digits_T{result['T']}_{result['softmax']}"
             f"_{'int' if result['integer'] else 'real'}")
     if result["softmax_input"] != default.softmax_input:
         stem += f"_{result['softmax_input']}"
-    for key, tag in (("K", "K"), ("N", "N"), ("levels", "levels")):
+    if result["rounding"] != default.rounding:
+        stem += f"_{result['rounding']}"
+    for key, tag in (("K", "K"), ("N", "N"), ("levels", "levels"), ("act_frac", "af"),
+                     ("weight_frac", "wf"), ("act_width", "aw"), ("weight_width", "ww")):
         if result[key] is not None and result[key] != getattr(default, key):
             stem += f"_{tag}{result[key]}"
     if tuple(result["percentiles"]) != default.percentiles:
         stem += "_p" + "_".join(f"{p:g}" for p in result["percentiles"])
+    if result["calibration_images"] != DEFAULT_CALIBRATION_IMAGES:
+        stem += f"_cal{result['calibration_images']}"
+    for name, value, usual in (
+            ("lambdas", result["fixed_lambdas"],
+             {key: list(v) for key, v in default.lambdas.items()}),
+            ("table", result["table"], None),
+            ("vit", result["model"]["config"], asdict(ViTConfig()))):
+        if value != usual:
+            digest = hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
+            stem += f"_{name}-{digest[:8]}"
     if result["limit"] is not None:
         stem += f"_limit{result['limit']}"
     return stem

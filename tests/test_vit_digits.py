@@ -62,16 +62,43 @@ def test_a_file_beside_the_checkpoint_is_not_truncated(tmp_path):
 
 
 def test_output_names_carry_every_setting_off_its_default():
+    from dataclasses import asdict
+
     from golden.digits_experiment import output_stem
+    from golden.si_exp import SIExpTable, shipped_tables
     base = {"T": 8, "softmax": "spiking", "integer": True, "softmax_input": "max", "K": 12,
-            "N": 256, "levels": 8, "percentiles": [0.99, 0.01], "limit": None}
+            "N": 256, "levels": 8, "percentiles": [0.99, 0.01], "rounding": "round",
+            "act_frac": 10, "weight_frac": 10, "act_width": 32, "weight_width": 16,
+            "fixed_lambdas": {"s": [0.0125, 0.0125]}, "table": None,
+            "calibration_images": 1024, "limit": None,
+            "model": {"config": asdict(ViTConfig())}}
     assert output_stem(base) == "vit_digits_T8_spiking_int"
     other = base | {"softmax_input": "sigmoid", "K": 16, "N": 64, "levels": 4,
-                    "percentiles": [0.995, 0.005], "limit": 20}
-    assert output_stem(other) == ("vit_digits_T8_spiking_int_sigmoid_K16_N64_levels4"
-                                  "_p0.995_0.005_limit20")
+                    "percentiles": [0.995, 0.005], "limit": 20, "rounding": "floor",
+                    "act_frac": 12, "weight_frac": 8, "act_width": 24, "weight_width": 12,
+                    "calibration_images": 300}
+    assert output_stem(other) == ("vit_digits_T8_spiking_int_sigmoid_floor_K16_N64_levels4"
+                                  "_af12_wf8_aw24_ww12_p0.995_0.005_cal300_limit20")
     assert output_stem(base | {"softmax": "exact", "K": None, "N": None}) == \
         "vit_digits_T8_exact_int"
+    table = SIExpTable.load(shipped_tables()[0]).to_json()
+    hashed = [output_stem(base | {"fixed_lambdas": {"s": [0.025, 0.025]}}),
+              output_stem(base | {"fixed_lambdas": {"s": [0.0125, 0.0125], "fc2": [0.25, 0.08]}}),
+              output_stem(base | {"table": table}),
+              output_stem(base | {"model": {"config": asdict(ViTConfig(seed=1))}})]
+    assert [stem.split("_")[-1].split("-")[0] for stem in hashed] == \
+        ["lambdas", "lambdas", "table", "vit"]
+    assert len(set(hashed)) == len(hashed)
+    assert output_stem(base | {"table": table}) == hashed[2]  # the same value, the same name
+
+
+def test_calibration_takes_exactly_the_images_asked_for():
+    from golden.digits_experiment import calibration_batches
+    x = torch.arange(1257.0).unsqueeze(1)
+    for images in (1, 255, 256, 300, 1024, 1257, 5000):
+        batches = calibration_batches(x, images)
+        assert torch.equal(torch.cat(batches), x[:min(images, len(x))])
+        assert all(len(b) <= 256 for b in batches)
 
 
 @pytest.mark.parametrize("integer", [True, False])
