@@ -66,6 +66,9 @@ __all__ = [
 ]
 
 MAX_TIME_STEPS = 1 << 16  #: the largest T a converted model runs
+#: An additive attention-mask entry at or below this drops its key: PyTorch's −inf, Hugging
+#: Face's dtype minimum and its older −10000 all do; the ANN gives such a key weight 0.
+MASKED = -1e4
 
 
 @dataclass(frozen=True)
@@ -159,6 +162,13 @@ class SiteStats:
         self.sites: dict[str, dict] = {}  # name -> neurons (per sample), spikes[t] (all samples)
         self.layers: dict[str, dict] = {}  # name -> flops (per sample), sops[t], inputs, kind
 
+    def snapshot(self):
+        """The counts as they are, for :meth:`restore` when a run fails part-way."""
+        return copy.deepcopy((self.samples, self.T, self.sites, self.layers))
+
+    def restore(self, snapshot):
+        self.samples, self.T, self.sites, self.layers = snapshot
+
     def start_run(self, T: int):
         if self.T is not None and T != self.T:
             raise ValueError(f"these statistics were recorded at T = {self.T}, not {T}; call "
@@ -236,9 +246,13 @@ class MTSite(nn.Module):
         self._records.append((float(flat.kthvalue(k_hi).values),
                               -float(flat.kthvalue(k_lo).values)))
 
+    def fixed_lambdas(self, fixed: dict) -> tuple[float, float] | None:
+        """This site's entry of ``fixed`` (by name, else by kind), or None."""
+        return fixed.get(self.name, fixed.get(self.kind))
+
     def finish_calibration(self, fixed: dict):
-        if self.name in fixed or self.kind in fixed:
-            lp, ln = fixed.get(self.name, fixed.get(self.kind))
+        if self.fixed_lambdas(fixed) is not None:
+            lp, ln = self.fixed_lambdas(fixed)
         else:
             if not self._records:
                 raise RuntimeError(f"MT site {self.name} saw no calibration data")
@@ -368,6 +382,11 @@ class ECMUnary(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         ctx = self.ctx
+        if isinstance(self.fn, _UNARY_ALONG_DIM) and self.fn.dim % x.dim() == ctx.batch_dim:
+            raise NotImplementedError(
+                f"{self.name} (nn.{type(self.fn).__name__}) works along dim={self.fn.dim}, the "
+                f"batch dimension of its {x.dim()}-D input, which holds the T steps: give it a "
+                f"dim of the sample")
         if ctx.mode == "calibrate":
             return self.fn(x)
         xt = ctx.time_major(x, self.name)
@@ -418,19 +437,27 @@ class SpikingAttentionCore(nn.Module):
                           softmax="spiking" if cfg.softmax == "spiking" else "exact",
                           softmax_input=cfg.softmax_input, rounding=cfg.rounding)
 
-    def _softmax(self, scores: torch.Tensor) -> torch.Tensor:
+    def _softmax(self, scores: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """Attention weights of the mean scores. With max subtraction the mask adds to the
+        scores, as in the ANN; in the sigmoid setting it only drops keys (see :data:`MASKED`).
+        The spiking softmax leaves dropped keys out of the row."""
         cfg = self.ctx.config
+        keep = None if mask is None else (mask > MASKED).expand_as(scores)
+        if cfg.softmax_input == "sigmoid":
+            mapped = torch.sigmoid(scores)
+        else:
+            mapped = scores if mask is None else scores + mask
         if cfg.softmax == "exact":  # of the sigmoid-mapped scores too, as the integer head does
-            mapped = torch.sigmoid(scores) if cfg.softmax_input == "sigmoid" else scores
+            if keep is not None:
+                mapped = mapped.masked_fill(~keep, float("-inf"))
             return torch.softmax(mapped, dim=-1)
         table = cfg.si_exp_table
-        if cfg.softmax_input == "sigmoid":
-            return spiking_softmax_float(torch.sigmoid(scores), table, cfg.N,
-                                         rounding=cfg.rounding).to(scores.dtype)
-        shifted = scores - scores.max(dim=-1, keepdim=True).values
-        shifted = shifted.clamp(min=table.input_format.min)
-        return spiking_softmax_float(shifted, table, cfg.N,
-                                     rounding=cfg.rounding).to(scores.dtype)
+        if cfg.softmax_input == "max":
+            kept = mapped if keep is None else mapped.masked_fill(~keep, float("-inf"))
+            mapped = (mapped - kept.max(dim=-1, keepdim=True).values).clamp(
+                min=table.input_format.min, max=0)
+        return spiking_softmax_float(mapped, table, cfg.N, rounding=cfg.rounding,
+                                     keep=keep).to(scores.dtype)
 
     def forward(self, q, k, v, mask=None):
         """q, k, v: (T·B, heads, tokens, head_dim) folded on dim 0; ``mask`` additive real
@@ -461,8 +488,9 @@ class SpikingAttentionCore(nn.Module):
             if not ctx.config.integer:
                 qv, kv, vv = self.q.values(qt), self.k.values(kt), self.v.values(vt)
                 scores = ecm_matmul(qv, kv.transpose(-2, -1)) * self.scale
-                fn = self._softmax if mask is None else (lambda s: self._softmax(s + mask))
-                p = ecm_unary(scores, fn)
+                if mask is not None and ctx.config.softmax_input == "sigmoid":
+                    _check_drop_mask(self.name, mask)
+                p = ecm_unary(scores, lambda s: self._softmax(s, mask))
                 sv = self.s.values(p)
                 out = self.out.values(ecm_matmul(sv, vv))
                 s_codes, q_codes, k_codes, v_codes = sv, qv, kv, vv
@@ -503,6 +531,17 @@ def _split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
 def _merge_heads(x: torch.Tensor) -> torch.Tensor:
     B, H, L, D = x.shape
     return x.transpose(1, 2).reshape(B, L, H * D)
+
+
+def _check_drop_mask(name: str, mask: torch.Tensor):
+    """The sigmoid setting maps scores into [0, 1] before the softmax, where an additive bias
+    has no counterpart: its masks may only keep (0) or drop (≤ MASKED) keys."""
+    bias = (mask != 0) & (mask > MASKED)
+    if bias.any():
+        raise NotImplementedError(
+            f"{name}: the attention mask holds {float(mask[bias][0]):g}; with "
+            f"softmax_input='sigmoid' a mask entry must be 0 (keep the key) or at most "
+            f"{MASKED:g} (drop it): an additive bias cannot pass the sigmoid mapping")
 
 
 def _additive_mask(attn_mask, key_padding_mask, dtype, batch: int, heads: int, L: int, S: int):
@@ -636,15 +675,16 @@ class SpikingBertSelfAttention(nn.Module):
             raise NotImplementedError(f"{self.name}: only self-attention is converted")
         q, k, v = self.qkv(hidden_states).chunk(3, dim=-1)
         mask = attention_mask
+        real = torch.float64 if q.dtype == torch.int64 else q.dtype  # masks are real-valued
         if mask is not None:
             if mask.dtype == torch.bool:
-                mask = torch.zeros(mask.shape, dtype=q.dtype).masked_fill(~mask, float("-inf"))
-            mask = mask.to(q.dtype)
+                mask = torch.zeros(mask.shape, dtype=real).masked_fill(~mask, float("-inf"))
+            mask = mask.to(real)
         causal = kwargs.get("is_causal")
         L = q.shape[-2]
         if mask is None and L > 1 and (self.is_causal if causal is None else causal):
             # what sdpa does for a decoder without a mask (Hugging Face passes mask None)
-            mask = torch.full((L, L), float("-inf"), dtype=q.dtype).triu(1)
+            mask = torch.full((L, L), float("-inf"), dtype=real).triu(1)
         o = self.core(*(_split_heads(t, self.heads) for t in (q, k, v)), mask=mask)
         return _merge_heads(o), None
 
@@ -870,19 +910,26 @@ class SpikingModel(nn.Module):
         if any(x.dim() == 0 or x.shape[0] != batch for x in tensors):
             raise ValueError(f"the input tensors must share their first (batch) dimension; "
                              f"their shapes are {[tuple(x.shape) for x in tensors]}")
-        if self.ctx.stats is not None:
-            self.ctx.stats.start_run(T)
-        self.ctx.mode, self.ctx.T, self.ctx.rows = "snn", T, T * batch
-        try:
-            y = self.model(*self._inputs(inputs, T), **kwargs)
-        finally:
-            self.ctx.mode, self.ctx.T, self.ctx.rows = "calibrate", 1, 0
-        y = getattr(y, "last_hidden_state", y)
-        if not isinstance(y, torch.Tensor):
-            raise TypeError(f"the model returned {type(y).__name__}; SpikingModel needs a tensor "
-                            f"or an output with last_hidden_state")
-        if self.ctx.stats is not None:
-            self.ctx.stats.samples += batch
+        stats = self.ctx.stats
+        before = stats.snapshot() if stats is not None else None
+        try:  # a run that fails part-way leaves no counts behind
+            if stats is not None:
+                stats.start_run(T)
+            self.ctx.mode, self.ctx.T, self.ctx.rows = "snn", T, T * batch
+            try:
+                y = self.model(*self._inputs(inputs, T), **kwargs)
+            finally:
+                self.ctx.mode, self.ctx.T, self.ctx.rows = "calibrate", 1, 0
+            y = getattr(y, "last_hidden_state", y)
+            if not isinstance(y, torch.Tensor):
+                raise TypeError(f"the model returned {type(y).__name__}; SpikingModel needs a "
+                                f"tensor or an output with last_hidden_state")
+        except BaseException:
+            if stats is not None:
+                stats.restore(before)
+            raise
+        if stats is not None:
+            stats.samples += batch
         return torch.cumsum(y.reshape(T, batch, *y.shape[1:]), dim=0)
 
     @torch.no_grad()
@@ -902,8 +949,9 @@ def convert(model: nn.Module, calibration, config: ConversionConfig | None = Non
     """Convert ``model`` (left untouched: a deep copy is converted).
 
     ``calibration`` is an iterable of input batches (each a tensor, a tuple of tensors or a dict
-    of keyword arguments; NaN and infinities are refused); the λ of every site is calibrated on
-    them unless ``lambdas_from`` (a converted model of the same architecture) supplies them.
+    of keyword arguments; NaN and infinities are refused); the λ of every site that
+    ``config.lambdas`` does not fix is calibrated on them, or copied from ``lambdas_from`` (a
+    converted model of the same architecture) when given.
     ``options`` override fields of ``config`` (a ``table`` brings its own K)."""
     if "table" in options and "K" not in options:
         options["K"] = None  # the table's
@@ -944,7 +992,8 @@ def convert(model: nn.Module, calibration, config: ConversionConfig | None = Non
         if set(source) != set(sites):
             raise ValueError("lambdas_from is a model with different MT sites")
         for name, site in sites.items():
-            site.lambdas = source[name].lambdas
+            site.lambdas = tuple(map(float, site.fixed_lambdas(config.lambdas)
+                                     or source[name].lambdas))
     else:
         seen = 0
         for batch in calibration:

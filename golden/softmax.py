@@ -26,26 +26,39 @@ class SpikingSoftmaxResult(NamedTuple):
 
 
 def spiking_softmax(x, table: SIExpTable, N: int = 256, *, subtract_max: bool = False,
-                    rounding: str = "round") -> SpikingSoftmaxResult:
-    """Counts out of ``N`` (a power of two, D6) for each row of ``x`` (see the module)."""
+                    rounding: str = "round", keep=None) -> SpikingSoftmaxResult:
+    """Counts out of ``N`` (a power of two, D6) for each row of ``x`` (see the module).
+
+    ``keep`` (bool, broadcastable to ``x``; None keeps all) leaves out the entries where it is
+    False, as an attention mask drops keys: their ``e`` is 0 and they take no part in the row
+    max. The hardware has no mask: with ``keep`` this is a golden-model extension."""
     check_power_of_two_N(N)
     check_exp_table(table)
     x = table.input_format.check("x", x)
     if x.dim() == 0:
         raise ValueError("x must have at least one dimension (the rows run along the last)")
+    if keep is not None:
+        keep = torch.as_tensor(keep)
+        if keep.dtype != torch.bool:
+            raise TypeError(f"keep must be a bool tensor, not {keep.dtype}")
+        keep = keep.expand_as(x)
     if subtract_max:
-        x = x - x.max(dim=-1, keepdim=True).values
+        kept = x if keep is None else x.masked_fill(~keep, table.input_format.min_int)
+        x = x - kept.max(dim=-1, keepdim=True).values
         # x - max lies in [min - max, 0]; SI-exp clamps it into the table's range, so the
         # difference may exceed the input format only below the range, where it is clamped.
-        x = x.clamp(min=table.input_format.min_int)
+        x = x.clamp(min=table.input_format.min_int, max=0)
     res = si_exp(x, table)
     e = res.out.clamp(min=0)
-    return SpikingSoftmaxResult(si_norm(e, N, rounding), e, res.spikes)
+    spikes = res.spikes
+    if keep is not None:
+        e, spikes = e.masked_fill(~keep, 0), spikes.masked_fill(~keep, 0)
+    return SpikingSoftmaxResult(si_norm(e, N, rounding), e, spikes)
 
 
 def spiking_softmax_float(x, table: SIExpTable, N: int = 256, *, subtract_max: bool = False,
-                          rounding: str = "round") -> torch.Tensor:
+                          rounding: str = "round", keep=None) -> torch.Tensor:
     """Probabilities ``c / N`` for real scores ``x`` (quantised to the table's input format)."""
     q = table.input_format.quantise(torch.as_tensor(x, dtype=torch.float64))
-    return spiking_softmax(q, table, N, subtract_max=subtract_max,
-                           rounding=rounding).counts.to(torch.float64) / N
+    return spiking_softmax(q, table, N, subtract_max=subtract_max, rounding=rounding,
+                           keep=keep).counts.to(torch.float64) / N

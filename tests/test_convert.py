@@ -91,6 +91,9 @@ def test_calibration_is_the_mean_of_per_batch_percentiles_and_deterministic():
     assert c.sites["1:in"].lambdas != a.sites["1:in"].lambdas
     d = convert(mlp, [], lambdas_from=a)
     assert {n: s.lambdas for n, s in d.sites.items()} == {n: s.lambdas for n, s in a.sites.items()}
+    e = convert(mlp, [], lambdas_from=a, lambdas={"0:in": (0.5, 0.25)})  # fixed λ still win
+    assert e.sites["0:in"].lambdas == (0.5, 0.25)
+    assert e.sites["1:in"].lambdas == a.sites["1:in"].lambdas
 
 
 def _block(norm_first=True, batch_first=True):
@@ -144,6 +147,48 @@ def test_seq_first_multihead_attention_and_padding_masks():
     ann_masked = block(x, src_key_padding_mask=padding)
     y = snn_b(x, T=32, src_key_padding_mask=padding.repeat(32, 1))
     assert float((y[-1] / 32 - ann_masked).abs().mean()) < 0.1 * float(ann_masked.abs().mean())
+
+
+@pytest.mark.parametrize("softmax", ["exact", "spiking"])
+@pytest.mark.parametrize("softmax_input", ["max", "sigmoid"])
+def test_a_padded_token_changes_nothing_in_any_softmax_setting(softmax, softmax_input):
+    block = _block()
+    x = torch.randn(3, 5, 16)
+    padding = torch.tensor([[False] * 4 + [True]] * 3)
+    other = x.clone()
+    other[:, 4] = 3 * torch.randn(3, 16)
+    snn = convert(block, [x], softmax=softmax, softmax_input=softmax_input, K=16)
+    y, y_other = (snn(v, T=6, src_key_padding_mask=padding.repeat(6, 1)) for v in (x, other))
+    assert torch.equal(y[:, :, :4], y_other[:, :, :4])
+    assert not torch.equal(y[:, :, 4], y_other[:, :, 4])
+    if softmax_input == "sigmoid":  # a bias has no counterpart after the sigmoid
+        bias = torch.zeros(5, 5).masked_fill(torch.eye(5, dtype=torch.bool), 0.5)
+        with pytest.raises(NotImplementedError, match="the attention mask holds 0.5; with "
+                                                      "softmax_input='sigmoid'"):
+            snn(x, T=2, src_mask=bias)
+
+
+def test_bert_style_masks_in_integer_mode_are_refused_by_name():
+    class SelfAttention(nn.Module):  # the attribute names the converter looks for
+        def __init__(self):
+            super().__init__()
+            self.num_attention_heads, self.attention_head_size, self.is_causal = 2, 4, True
+            self.query, self.key, self.value = nn.Linear(8, 8), nn.Linear(8, 8), nn.Linear(8, 8)
+
+    class Model(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.attn = SelfAttention()
+
+        def forward(self, x):
+            return self.attn(x)[0]
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 8)
+    snn = convert(Model().eval(), [x], integer=True)
+    with pytest.raises(NotImplementedError, match="attn: attention masks are supported in real "
+                                                  "mode only"):
+        snn(x, T=2)  # is_causal: the converter makes the causal mask
 
 
 def test_spiking_softmax_block_integer_mode_runs_the_golden_head():
@@ -209,6 +254,31 @@ def test_energy_counts_follow_the_definitions():
     rate1 = torch.cumsum(s1["spikes"], 0) / 50
     assert r["energy_ratio"] == pytest.approx(((30 * rate0 + 20 * rate1) * 0.9 / 230).tolist())
     assert all(a < b for a, b in zip(r["energy_ratio"], r["energy_ratio"][1:]))
+
+
+def test_a_run_that_fails_part_way_leaves_the_counts_as_they_were():
+    class Switchable(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body, self.as_tuple = _mlp(), False
+
+        def forward(self, x):
+            y = self.body(x)
+            return (y,) if self.as_tuple else y
+
+    x = torch.randn(10, 6, dtype=torch.float64)
+    snn = convert(Switchable(), [x])
+    stats = snn.record_stats()
+    snn(x, T=4)
+    before = energy_report(stats)
+    snn.model.as_tuple = True  # every site has counted when the output is refused
+    with pytest.raises(TypeError, match="the model returned tuple"):
+        snn(x, T=4)
+    assert energy_report(stats) == before and stats.samples == 10
+    snn.model.as_tuple = False
+    snn(x, T=4)  # the same images again: the same figures per sample
+    assert stats.samples == 20
+    assert energy_report(stats)["energy_ratio"] == pytest.approx(before["energy_ratio"])
 
 
 def test_bad_conversion_parameters_are_named():
@@ -381,6 +451,9 @@ class _ScaledLayer(nn.TransformerEncoderLayer):
      r"1 \(_Scale\) is not a module .* forward_integer\(x, act_frac\)"),
     (nn.Sequential(nn.Linear(8, 8), nn.Softmax(dim=0)), False,
      r"1 \(nn.Softmax\) works along dim=0, which may be the batch dimension"),
+    (nn.Sequential(nn.Linear(8, 8), nn.Unflatten(1, (2, 4)), nn.Softmax(dim=-3)), False,
+     r"^2 \(nn.Softmax\) works along dim=-3, the batch dimension of its 3-D input, which holds "
+     r"the T steps"),
     (nn.Sequential(nn.Linear(8, 8), nn.BatchNorm1d(8, track_running_stats=False)), False,
      r"1 \(BatchNorm1d\) is not a module the converter knows"),
     (nn.Sequential(nn.Unflatten(1, (1, 8)), nn.Conv1d(1, 2, 3)), True,

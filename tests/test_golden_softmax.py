@@ -119,6 +119,31 @@ def test_max_subtraction_is_shift_invariant():
     assert torch.equal(a, b)
 
 
+@pytest.mark.parametrize("K, lo, hi", [(16, -8, 0), (12, -1, 1)])  # e(lo) > 0 in both
+def test_keys_left_out_get_nothing_and_leave_the_row_as_without_them(K, lo, hi):
+    table = shipped_table(K, lo, hi)
+    subtract_max = hi == 0  # the max-subtracted setting (D7)
+    gen = torch.Generator().manual_seed(2)
+    fmt = table.input_format
+    x = torch.randint(table.lo, table.hi + 1, (200, 9), generator=gen)
+    x[:, 3] = fmt.max_int if subtract_max else table.lo  # a left-out key that would weigh most
+    keep = torch.rand(200, 9, generator=gen) < 0.7
+    keep[:, 3] = False
+    keep[:, 0] = True
+    got = spiking_softmax(x, table, 256, subtract_max=subtract_max, keep=keep)
+    assert not got.counts[~keep].any() and not got.e[~keep].any()
+    assert not got.spikes[~keep].any()
+    for row in range(200):
+        alone = spiking_softmax(x[row][keep[row]], table, 256, subtract_max=subtract_max)
+        assert torch.equal(got.counts[row][keep[row]], alone.counts)
+    everything = spiking_softmax(x, table, 256, subtract_max=subtract_max,
+                                 keep=torch.ones(9, dtype=torch.bool))
+    assert torch.equal(everything.counts, spiking_softmax(x, table, 256,
+                                                          subtract_max=subtract_max).counts)
+    with pytest.raises(TypeError, match="keep must be a bool tensor, not torch.int64"):
+        spiking_softmax(x, table, 256, keep=keep.long())
+
+
 @pytest.mark.parametrize("x, N, message", [
     (torch.zeros(2, 3, dtype=torch.int64), 3,
      "N must be a power of two from 1 to 16777216, not 3"),
