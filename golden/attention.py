@@ -115,6 +115,11 @@ class HeadConfig:
             raise ValueError(f"score_scale must be a positive finite number, not "
                              f"{self.score_scale!r}")
         check_table_input(self.table, self.softmax_input)
+        shift = self.score_constant[1]
+        if (2 * self.time_steps) << shift > INT64_MAX:
+            raise ValueError(f"score_scale * 2**(score_unit + input frac) = {self.score_alpha:g} "
+                             f"is too small: the softmax input divides by t * 2**{shift}, "
+                             f"beyond int64 (raise q_exponents, k_exponents or score_scale)")
 
     @property
     def q(self) -> int:
@@ -131,9 +136,13 @@ class HeadConfig:
         """``(M, shift)``: the softmax input is ``round(C_t * M / (t * 2**shift))`` in SI-exp
         input LSBs. ``M`` carries ``scale_bits`` significant bits of
         ``score_scale * 2**(score_unit + input frac)``."""
-        alpha = self.score_scale * 2.0 ** (self.score_unit + self.table.input_format.frac)
-        shift = max(0, self.scale_bits - 1 - math.floor(math.log2(alpha)))
-        return round(alpha * 2.0 ** shift), shift
+        shift = max(0, self.scale_bits - 1 - math.floor(math.log2(self.score_alpha)))
+        return round(self.score_alpha * 2.0 ** shift), shift
+
+    @property
+    def score_alpha(self) -> float:
+        """Softmax input LSBs per unit of the mean score ``C_t / t``."""
+        return self.score_scale * 2.0 ** (self.score_unit + self.table.input_format.frac)
 
 
 class HeadResult(NamedTuple):

@@ -219,6 +219,11 @@ def test_head_config_and_codes_are_checked():
         HeadConfig(**{**c.__dict__, "table": shipped_table(12)})
     with pytest.raises(ValueError, match="needs a table of exp; this one approximates gelu"):
         HeadConfig(**{**c.__dict__, "table": dataclasses.replace(c.table, info={"target": "gelu"})})
+    with pytest.raises(ValueError, match=r"score_scale \* 2\*\*\(score_unit \+ input frac\) = "
+                                         r"\S+ is too small: the softmax input divides by "
+                                         r"t \* 2\*\*\d+, beyond int64"):
+        HeadConfig(**{**c.__dict__, "q_exponents": (-30, -30), "k_exponents": (-30, -30)})
+    HeadConfig(**{**c.__dict__, "q_exponents": (-20, -20), "k_exponents": (-20, -20)})
     with pytest.raises(ValueError, match="not an MT code"):
         check_codes("q_codes", torch.tensor([0, 3]), 3)
     with pytest.raises(ValueError, match="not an MT code"):
