@@ -273,7 +273,7 @@ def check_si_norm(core, name: str, work_dir: Path, *, count: int = 10_000, seed:
     cut = random.Random(seed).randrange(1, 200)
     checked, cycles, t = _run(core, name, work_dir, beats, expected, reset_upto=(400, 400),
                               reset_after=cut, pressure_upto=(len(beats), len(beats)),
-                              timing=timing, seed=seed)
+                              timing=timing, seed=seed, cycles_per_input=1 / core.throughput)
     return StreamCheck(vectors, checked, cycles, {
         "latency": _beat_timing(t["one beat"], 1)["first_in_to_last_out"],
         "cycles_per_beat": _beat_timing(t["64 beats"], 64)["cycles_per_beat"]})

@@ -97,6 +97,46 @@ def test_saturating_codes():
     assert got == expected(cfg, heads)
 
 
+def test_overrun_rises_past_time_steps_and_holds_until_the_next_head():
+    """A head run for 5·T steps (its step counter would have wrapped twice) keeps ``overrun``
+    up from its step T + 1 on; the next head's ``first`` clears it and is bit-exact again."""
+    from amaranth.hdl import ClockDomain, Module
+    from amaranth.sim import Simulator
+    cfg = config(tokens=2, head_dim=2, time_steps=2)
+    core = AttentionHead(cfg)
+    long, short = make_heads(cfg, 2, seed=9, steps=[5 * cfg.time_steps, cfg.time_steps])
+    beats = head_beats(*long) + head_beats(*short)
+    top = Module()
+    top.domains.sync = ClockDomain()
+    top.submodules.core = core
+    seen = []
+
+    async def producer(ctx):
+        for beat in beats:
+            ctx.set(core.i.payload, beat)
+            ctx.set(core.i.valid, 1)
+            await ctx.tick().until(core.i.ready)
+        ctx.set(core.i.valid, 0)
+
+    async def consumer(ctx):
+        ctx.set(core.o.ready, 1)
+        while len(seen) < len(beats):
+            *_, payload, valid, overrun = await ctx.tick().sample(core.o.payload, core.o.valid,
+                                                                  core.overrun)
+            if valid:
+                seen.append(([int(x) for x in payload.out], int(payload.last), int(overrun)))
+
+    sim = Simulator(top)
+    sim.add_clock(1e-6)
+    sim.add_testbench(producer)
+    sim.add_testbench(consumer)
+    sim.run()
+    n, T = cfg.tokens, cfg.time_steps
+    flags = [flag for _, _, flag in seen]
+    assert flags == [0] * (n * T) + [1] * (n * 4 * T) + [0] * (n * T)
+    assert [(out, last) for out, last, _ in seen[-n * T:]] == expected(cfg, [short])
+
+
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_cycles_per_step(name):
     """Without stalls, a step takes exactly step_cycles() cycles, input to input."""

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from golden.fixed import Format
-from golden.si_exp import shipped_table
+from golden.si_exp import SIExpTable, shipped_table
 from golden.si_norm import si_norm_spiking
 from hwgen.cores import core_parameters, make_core, parse_params
 from hwgen.cores.si_exp import SIExp
@@ -301,6 +301,11 @@ def test_table_from_json_path(tmp_path):
 
 TABLE = make_test_table(4, -1.0, 1.0)
 TANH_TABLE = dataclasses.replace(TABLE, info={"target": "tanh"})
+UNSIGNED_TABLE = SIExpTable(Format(8, 4, signed=False), Format(16, 8), 0, 255, (64, 32, 16),
+                            (300, 100, 50), (64, 32, 16))
+#: Outputs up to 2**48 + 3·2**47 (both steps fire): 50 bits, past what SI-norm takes.
+WIDE_TABLE = SIExpTable(Format(16, 12), Format(52, 48), -4096, 4096, (0, 4096),
+                        (1 << 48, 3 << 47), (-4096, 0))
 
 
 @pytest.mark.parametrize("cls, params, error, message", [
@@ -345,6 +350,16 @@ TANH_TABLE = dataclasses.replace(TABLE, info={"target": "tanh"})
      r"^the spiking softmax needs a table of exp; this one approximates tanh$"),
     (SpikingSoftmax, {"K": 4, "table": TABLE, "lo": -8.0}, ValueError,
      r"^range \[-8, 1\] does not match the table's range \[-1, 1\]$"),
+    (SIExp, {"K": 3, "table": UNSIGNED_TABLE}, ValueError,
+     r"^the cores take signed inputs; this table's input format u8\.4 is unsigned$"),
+    (SpikingSoftmax, {"K": 3, "table": UNSIGNED_TABLE, "subtract_max": False}, ValueError,
+     r"^the cores take signed inputs"),
+    (SpikingSoftmax, {"K": 4, "table": TABLE}, ValueError,
+     r"^subtract_max=True needs a table whose range ends at 0 \(the scores minus their row "
+     r"maximum\); this one covers \[-1\.0, 1\.0\]$"),
+    (SpikingSoftmax, {"K": 2, "table": WIDE_TABLE, "subtract_max": False}, ValueError,
+     r"^the table's outputs reach 703687441776640, 50 bits; SI-norm takes exponentials of at "
+     r"most 48 bits$"),
 ])
 def test_rejects_bad_parameters(cls, params, error, message):
     with pytest.raises(error, match=message):

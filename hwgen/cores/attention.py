@@ -619,7 +619,10 @@ class AttentionHead(wiring.Component):
                 m.d.sync += [in_chunk.eq(0), in_token.eq(in_token + 1)]
                 with m.If(in_token == 0):
                     new_head = beat.first | (t == 0)
-                    m.d.sync += [t.eq(Mux(new_head, 1, t + 1)), fresh.eq(new_head)]
+                    # t stops at time_steps + 1: a wrap to 0 would start a head unasked.
+                    past_end = t == c.time_steps + 1
+                    m.d.sync += [t.eq(Mux(new_head, 1, Mux(past_end, t, t + 1))),
+                                 fresh.eq(new_head)]
                     with m.If(new_head):
                         m.d.sync += self.overrun.eq(0)
                     with m.Elif(t == c.time_steps):

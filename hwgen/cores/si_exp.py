@@ -47,6 +47,9 @@ def resolve_table(K: int, lo: float, hi: float,
     if table is None:
         return shipped_table(K, lo, hi)
     table = load_table(table)
+    if not table.input_format.signed:
+        raise ValueError(f"the cores take signed inputs; this table's input format "
+                         f"{table.input_format} is unsigned")
     if table.K != K:
         raise ValueError(f"K={K} does not match the table, which has K={table.K}")
     f = table.input_format

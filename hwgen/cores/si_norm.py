@@ -32,9 +32,10 @@ from amaranth.utils import ceil_log2
 from golden.fixed import check_int
 from golden.si_norm import check_power_of_two_N, check_rounding
 
-__all__ = ["SINorm", "VARIANTS", "check_norm_parameters"]
+__all__ = ["MAX_E_WIDTH", "SINorm", "VARIANTS", "check_norm_parameters"]
 
 VARIANTS = ("pipelined", "iterative")
+MAX_E_WIDTH = 48  #: widest exponential (e_width); the row sum adds log2(n_max) bits
 
 
 def check_norm_parameters(N: int, rounding: str) -> int:
@@ -89,7 +90,7 @@ class SINorm(wiring.Component):
         if variant not in VARIANTS:
             raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, not {variant!r}")
         self._variant = variant
-        check_int("e_width", e_width, minimum=1, maximum=48)
+        check_int("e_width", e_width, minimum=1, maximum=MAX_E_WIDTH)
         check_int("n_max", n_max, minimum=1, maximum=1 << 16)
         self._q = check_norm_parameters(N, rounding)
         check_int("tag_width", tag_width, minimum=0, maximum=64)

@@ -45,7 +45,7 @@ from golden.si_exp import SIExpTable, check_exp_table
 from golden.softmax import spiking_softmax
 
 from .si_exp import VARIANTS, SIExp, load_table, resolve_table
-from .si_norm import SINorm, check_norm_parameters
+from .si_norm import MAX_E_WIDTH, SINorm, check_norm_parameters
 
 __all__ = ["SpikingSoftmax"]
 
@@ -133,8 +133,15 @@ class SpikingSoftmax(wiring.Component):
         self._variant = variant
         self._n_max, self._N = n_max, N
         self._subtract_max, self._rounding = subtract_max, rounding
+        if subtract_max and self._table.hi != 0:
+            raise ValueError(f"subtract_max=True needs a table whose range ends at 0 (the "
+                             f"scores minus their row maximum); this one covers "
+                             f"{list(self._table.range)}")
         output_max = max(0, self._table.output_range[1])
         self._e_width = max(1, output_max.bit_length())
+        if self._e_width > MAX_E_WIDTH:
+            raise ValueError(f"the table's outputs reach {output_max}, {self._e_width} bits; "
+                             f"SI-norm takes exponentials of at most {MAX_E_WIDTH} bits")
         super().__init__({
             "i": In(stream.Signature(data.StructLayout({
                 "x": signed(self._x_width), "last": 1}))),
