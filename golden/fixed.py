@@ -12,10 +12,12 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["Format", "INT64_MAX", "bits_for_range", "check_int"]
+__all__ = ["Format", "INT64_MAX", "MAX_WIDTH", "bits_for_range", "check_int",
+           "check_running_sum"]
 
 #: The largest int64: the golden integer operators refuse results that would wrap beyond it.
 INT64_MAX = (1 << 63) - 1
+MAX_WIDTH = 62  #: widest format: sums of two values stay inside int64
 
 
 def check_int(name: str, value, *, minimum: int | None = None, maximum: int | None = None) -> int:
@@ -56,15 +58,20 @@ class Format:
     signed: bool = True
 
     def __post_init__(self):
-        check_int("width", self.width, minimum=2 if self.signed else 1, maximum=62)
+        check_int("width", self.width, minimum=2 if self.signed else 1, maximum=MAX_WIDTH)
         check_int("frac", self.frac, minimum=-64, maximum=64)
         if not isinstance(self.signed, bool):
             raise TypeError(f"signed must be a bool, not {self.signed!r}")
 
     @classmethod
-    def for_range(cls, lo: int, hi: int, frac: int = 0) -> "Format":
-        """The narrowest signed format whose integers cover [lo, hi]."""
-        return cls(width=max(2, bits_for_range(lo, hi)), frac=frac, signed=True)
+    def for_range(cls, lo: int, hi: int, frac: int = 0, what: str = "the range") -> "Format":
+        """The narrowest signed format whose integers cover [lo, hi]; ``what`` names the
+        range in the error when no format is wide enough."""
+        bits = bits_for_range(lo, hi)
+        if bits > MAX_WIDTH:
+            raise ValueError(f"{what} [{lo}, {hi}] needs {bits} bits; formats hold at most "
+                             f"{MAX_WIDTH}")
+        return cls(width=max(2, bits), frac=frac, signed=True)
 
     @property
     def min_int(self) -> int:
@@ -91,12 +98,19 @@ class Format:
         return f"{kind}{self.width}.{self.frac}"
 
     def quantise(self, x) -> torch.Tensor:
-        """Real → integer: round half up (``floor(x * 2**frac + 0.5)``), then saturate."""
+        """Real → integer: round half up (``floor(x * 2**frac + 0.5)``, exactly), then
+        saturate."""
         x = torch.as_tensor(x, dtype=torch.float64)
         if torch.isnan(x).any():
             raise ValueError("cannot quantise NaN")
-        q = torch.floor(x * 2.0 ** self.frac + 0.5)
-        return q.clamp(self.min_int, self.max_int).to(torch.int64)
+        scaled = x * 2.0 ** self.frac  # exact: a power-of-two scale
+        q = torch.floor(scaled)
+        q = q + (scaled - q >= 0.5)  # adding 0.5 first would round 0.49999999999999994 up
+        # Saturate before converting: max_int need not be a float64, max_int + 1 (a power of
+        # two) is.
+        above = q >= float(self.max_int + 1)
+        q = torch.where(above, 0.0, q).clamp(min=float(self.min_int)).to(torch.int64)
+        return torch.where(above, self.max_int, q)
 
     def _integers(self, name: str, q) -> torch.Tensor:
         """``q`` as int64; a real or boolean tensor is refused, never truncated."""
@@ -132,7 +146,20 @@ class Format:
             raise ValueError(f"{name} = {x} is not a finite number; format {self} holds "
                              f"{self.min} to {self.max}")
         scaled = float(x) * 2.0 ** self.frac  # inf for reals far outside any format
-        q = math.floor(scaled + 0.5) if math.isfinite(scaled) else None
+        q = math.floor(scaled) if math.isfinite(scaled) else None
+        if q is not None and scaled - q >= 0.5:  # round half up, exactly (see quantise)
+            q += 1
         if q is None or not self.min_int <= q <= self.max_int:
             raise ValueError(f"{name} = {x} is outside format {self} ({self.min} to {self.max})")
         return q
+
+
+def check_running_sum(name: str, x: torch.Tensor, extra: int) -> None:
+    """Refuse integer inputs ``x`` of shape ``(T, ...)`` whose running sum over the T steps,
+    plus ``extra`` (what a neuron may hold besides), could leave int64."""
+    if x.numel() == 0:
+        return
+    largest = max(-int(x.min()), int(x.max())) * x.shape[0] + extra
+    if largest > INT64_MAX:
+        raise ValueError(f"{name} reaches {max(-int(x.min()), int(x.max()))} in magnitude; "
+                         f"over {x.shape[0]} steps (plus {extra}) a membrane could leave int64")

@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import torch
 
-from .fixed import Format, check_int
+from .fixed import Format, check_int, check_running_sum
 from .membrane import MembraneRange, membrane_range
 
 __all__ = ["IFConfig", "IFResult", "if_neuron", "if_neuron_float"]
@@ -69,7 +69,9 @@ class IFConfig:
     def membrane_format(self) -> Format:
         """The narrowest signed format holding every reachable potential (and the threshold)."""
         r = self.membrane_range
-        return Format.for_range(min(r.lo, 0), max(r.hi, self.threshold), self.input_format.frac)
+        return Format.for_range(min(r.lo, 0), max(r.hi, self.threshold), self.input_format.frac,
+                                what=f"the membrane (input {self.input_format}, time_steps = "
+                                     f"{self.time_steps})")
 
 
 def if_neuron(x: torch.Tensor, threshold: int, v_init: int | torch.Tensor | None = None, *,
@@ -80,9 +82,14 @@ def if_neuron(x: torch.Tensor, threshold: int, v_init: int | torch.Tensor | None
     if x.is_floating_point():
         raise TypeError("x must be an integer tensor; use if_neuron_float for real values")
     x = x.to(torch.int64)
-    if v_init is None:
-        v_init = threshold // 2
-    v = torch.broadcast_to(torch.as_tensor(v_init, dtype=torch.int64), x.shape[1:]).clone()
+    check_running_sum("x", x, threshold)
+    v_init = torch.as_tensor(threshold // 2 if v_init is None else v_init)
+    if v_init.is_floating_point() or v_init.dtype == torch.bool:
+        raise TypeError(f"v_init must be an integer or an integer tensor, not {v_init.dtype}")
+    if v_init.numel() and (int(v_init.min()) < 0 or int(v_init.max()) >= threshold):
+        raise ValueError(f"v_init must lie in 0 .. threshold - 1 = {threshold - 1} (D3); it "
+                         f"holds {int(v_init.min())} to {int(v_init.max())}")
+    v = torch.broadcast_to(v_init.to(torch.int64), x.shape[1:]).clone()
     spikes = torch.empty_like(x)
     u_trace = torch.empty_like(x) if record_potential else None
     for t in range(x.shape[0]):

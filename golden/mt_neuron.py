@@ -26,7 +26,7 @@ from typing import NamedTuple
 
 import torch
 
-from .fixed import Format, check_int
+from .fixed import Format, check_int, check_running_sum
 from .membrane import MembraneRange, membrane_range
 
 __all__ = ["MTConfig", "MTResult", "mt_thresholds", "mt_neuron", "mt_neuron_float", "mt_decode"]
@@ -97,7 +97,9 @@ class MTConfig:
         """The narrowest signed format holding every reachable potential and every threshold."""
         r = self.membrane_range
         pos, neg = self.thresholds
-        return Format.for_range(min(r.lo, neg[-1]), max(r.hi, pos[-1]), self.input_format.frac)
+        return Format.for_range(min(r.lo, neg[-1]), max(r.hi, pos[-1]), self.input_format.frac,
+                                what=f"the membrane (input {self.input_format}, time_steps = "
+                                     f"{self.time_steps}, levels = {self.levels})")
 
 
 def mt_decode(codes: torch.Tensor, lambda_pos, lambda_neg) -> torch.Tensor:
@@ -125,6 +127,8 @@ def mt_neuron(x: torch.Tensor, lambda_pos: int, lambda_neg: int, levels: int, *,
     if x.is_floating_point():
         raise TypeError("x must be an integer tensor; use mt_neuron_float for real values")
     x = x.to(torch.int64)
+    # A step subtracts at most the top level, λ·2**(levels - 1).
+    check_running_sum("x", x, max(lambda_pos, lambda_neg) << (levels - 1))
     pos, neg = mt_thresholds(lambda_pos, lambda_neg, levels)
     pos_t = torch.tensor(pos, dtype=torch.int64)
     neg_t = torch.tensor(neg, dtype=torch.int64)

@@ -35,6 +35,10 @@ TARGETS = {"exp": torch.exp, "sigmoid": torch.sigmoid, "tanh": torch.tanh,
            "silu": torch.nn.functional.silu, "gelu": torch.nn.functional.gelu}
 
 
+#: Largest magnitude of a table entry: 64 steps of them sum inside int64.
+ENTRY_LIMIT = 1 << 56
+
+
 class SIExpResult(NamedTuple):
     out: torch.Tensor  #: int64, output-format LSBs
     spikes: torch.Tensor  #: int64, spikes per input over the K steps
@@ -76,10 +80,16 @@ class SIExpTable:
         check_int("lo", self.lo, minimum=f.min_int, maximum=f.max_int)
         check_int("hi", self.hi, minimum=self.lo, maximum=f.max_int)
         for name, values in (("h", self.h), ("T", self.T), ("d", self.d)):
-            for value in values:
-                check_int(f"{name} entry", value)
+            for value in values:  # K <= 64 of them, summed, stay inside int64
+                check_int(f"{name} entry", value, minimum=-ENTRY_LIMIT, maximum=ENTRY_LIMIT)
         if self.hi - self.lo > 1 << 20:
             raise ValueError(f"range [{self.lo}, {self.hi}] has more than 2**20 input values")
+        _, (o_lo, o_hi), _ = self._exhaustive
+        g = self.output_format
+        if min(o_lo, *self.d) < g.min_int or max(o_hi, *self.d) > g.max_int:
+            raise ValueError(f"the output reaches [{min(o_lo, *self.d)}, {max(o_hi, *self.d)}] "
+                             f"(d entries and every partial sum), beyond the output format "
+                             f"{g} [{g.min_int}, {g.max_int}]")
 
     def __eq__(self, other):
         return isinstance(other, SIExpTable) and self._key() == other._key()
@@ -153,9 +163,17 @@ class SIExpTable:
                    if key not in data]
         if missing:
             raise ValueError(f"SI-exp table lacks {', '.join(missing)}")
-        return cls(Format(**data["input_format"]), Format(**data["output_format"]), data["lo"],
-                   data["hi"], tuple(data["h"]), tuple(data["d"]), tuple(data["T"]),
-                   data.get("info", {}))
+        table = cls(Format(**data["input_format"]), Format(**data["output_format"]), data["lo"],
+                    data["hi"], tuple(data["h"]), tuple(data["d"]), tuple(data["T"]),
+                    data.get("info", {}))
+        # K and range are stored for readers; they must say what the tables are.
+        if "K" in data and data["K"] != table.K:
+            raise ValueError(f"the table file says K = {data['K']!r}; its tables have "
+                             f"{table.K} steps")
+        if "range" in data and data["range"] != list(table.range):
+            raise ValueError(f"the table file says range {data['range']!r}; lo and hi give "
+                             f"{list(table.range)}")
+        return table
 
     def save(self, path) -> None:
         """Write the table as JSON to ``path``, making its folder when missing."""

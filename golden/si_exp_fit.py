@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 from .fixed import Format, check_int
-from .si_exp import SIExpTable, evaluate_table
+from .si_exp import TARGETS, SIExpTable, evaluate_table
 
 __all__ = ["fit_si_exp", "integer_mse"]
 
@@ -144,6 +144,12 @@ def _check_args(K, lo, hi, seed, restarts, evaluations, points, train_points, ki
         if not input_format.min <= value <= input_format.max:
             raise ValueError(f"{name} must lie in the input format's range "
                              f"[{input_format.min:g}, {input_format.max:g}], not {value:g}")
+    lo_q, hi_q = input_format.quantise_scalar("lo", lo), input_format.quantise_scalar("hi", hi)
+    if not lo_q < hi_q:
+        raise ValueError(f"range [{lo:g}, {hi:g}] holds one input of {input_format}")
+    if hi_q - lo_q > 1 << 20:
+        raise ValueError(f"range [{lo:g}, {hi:g}] holds {hi_q - lo_q + 1} inputs of "
+                         f"{input_format}; a table covers at most 2**20 + 1")
     if not callable(target):
         raise TypeError(f"target must be a callable on float64 tensors, not {target!r}")
     y = target(torch.linspace(lo, hi, 3, dtype=torch.float64))
@@ -158,19 +164,29 @@ def _check_args(K, lo, hi, seed, restarts, evaluations, points, train_points, ki
 def fit_si_exp(K: int, lo: float, hi: float, *, seed: int = 0, restarts: int = 40,
                evaluations: int = 6000, kicks: int = 10, points: int = 10_000,
                train_points: int = 2500, input_format: Format = Format(16, 12),
-               output_frac: int = 14, target: Callable = torch.exp, target_name: str = "exp",
-               command: str = "", progress: bool = True) -> SIExpTable:
+               output_frac: int = 14, target: Callable = torch.exp,
+               target_name: str | None = None, command: str = "",
+               progress: bool = True) -> SIExpTable:
     """Train an SI-exp table for ``target`` on [lo, hi] with K steps (see module docstring).
 
     ``restarts`` CMA-ES runs of at most ``evaluations`` float evaluations each (scaled by the
     population growth of IPOP restarts), then ``kicks`` iterated-local-search rounds on the
-    integer model. The result's ``info`` records target, seed, budgets, the command, the float
-    MSE and the measured error of the integer model (:func:`golden.si_exp.evaluate_table`)."""
+    integer model. The range is taken on the input format's grid (lo and hi rounded to it), as
+    the table stores it. ``target_name`` is the name recorded for ``target``: found in
+    :data:`golden.si_exp.TARGETS` when None. The result's ``info`` records target, seed,
+    budgets, the command, the float MSE and the measured error of the integer model
+    (:func:`golden.si_exp.evaluate_table`)."""
     import cma  # imported here: only training needs it
 
     lo, hi = _check_args(K, lo, hi, seed, restarts, evaluations, points, train_points, kicks,
                          input_format, output_frac, target)
+    target_name = _target_name(target, target_name)
     lo_q, hi_q = input_format.quantise_scalar("lo", lo), input_format.quantise_scalar("hi", hi)
+    on_grid = float(input_format.to_float(lo_q)), float(input_format.to_float(hi_q))
+    if on_grid != (lo, hi):
+        _note(progress, f"range [{lo:g}, {hi:g}] taken on the input grid: "
+                        f"[{on_grid[0]:.10g}, {on_grid[1]:.10g}]")
+    lo, hi = on_grid
     started = time.monotonic()
     rng = np.random.default_rng(seed)
 
@@ -259,7 +275,7 @@ def fit_si_exp(K: int, lo: float, hi: float, *, seed: int = 0, restarts: int = 4
     f, d = objective(h, T)
     _note(progress, f"final: integer MSE {f:.3e}")
 
-    table = SIExpTable(input_format, Format(output_frac + 4, output_frac), lo_q, hi_q,
+    table = SIExpTable(input_format, Format(62, output_frac), lo_q, hi_q,
                        tuple(h), tuple(d), tuple(T))
     table = _fit_output_format(table)
     metrics = evaluate_table(table, points, target)
@@ -268,12 +284,27 @@ def fit_si_exp(K: int, lo: float, hi: float, *, seed: int = 0, restarts: int = 4
         raise AssertionError(f"integer objective {f!r} disagrees with evaluate_table "
                              f"{metrics['mse']!r}")
     info = {"target": target_name, "seed": seed, "restarts": restarts,
-            "evaluations": evaluations, "kicks": kicks, "train_points": len(x_train),
+            "evaluations": evaluations, "kicks": kicks, "points": points,
+            "train_points": train_points,
             "command": command, "float_mse": best_float,
             "integer_evaluations": objective.calls,
             "training_seconds": round(time.monotonic() - started, 1), "measured": metrics}
     return SIExpTable(table.input_format, table.output_format, table.lo, table.hi, table.h,
                       table.d, table.T, info)
+
+
+def _target_name(target: Callable, name: str | None) -> str:
+    known = [key for key, fn in TARGETS.items() if fn is target]
+    if name is None:
+        if not known:
+            raise ValueError("target_name must name a target that is not one of "
+                             f"{', '.join(TARGETS)}")
+        return known[0]
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"target_name must be a non-empty string, not {name!r}")
+    if known and name not in known or not known and name in TARGETS:
+        raise ValueError(f"target_name {name!r} does not name this target")
+    return name
 
 
 def _initial_point(rng: np.random.Generator, K: int, structured: bool) -> np.ndarray:
@@ -373,6 +404,14 @@ def _note(progress: bool, message: str) -> None:
 def _progress_bar(total: int, label: str, enabled: bool):
     if not enabled:
         return lambda message: None
+    if not sys.stderr.isatty():  # a log file: a line per tenth, not carriage-return redraws
+        done = [0]
+
+        def line(message: str):
+            done[0] += 1
+            if done[0] == total or (10 * done[0]) // total != (10 * (done[0] - 1)) // total:
+                _note(True, f"{label} {done[0]}/{total}: {message}")
+        return line
     from tqdm import tqdm
     bar = tqdm(total=total, desc=label, file=sys.stderr, leave=True)
 

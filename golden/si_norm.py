@@ -44,6 +44,8 @@ def _check(e: torch.Tensor, N: int, rounding: str, dim: int) -> tuple[torch.Tens
     if e.is_floating_point() or e.dtype == torch.bool:
         raise TypeError(f"e must be an integer tensor, not {e.dtype}")
     e = e.to(torch.int64)
+    if e.dim() == 0:
+        raise ValueError(f"e must have at least one dimension (its rows run along dim={dim})")
     if e.numel() == 0:
         return e, e.sum(dim=dim, keepdim=True)
     if (e < 0).any():

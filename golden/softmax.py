@@ -42,7 +42,7 @@ def spiking_softmax(x, table: SIExpTable, N: int = 256, *, subtract_max: bool = 
         if keep.dtype != torch.bool:
             raise TypeError(f"keep must be a bool tensor, not {keep.dtype}")
         keep = keep.expand_as(x)
-    if subtract_max:
+    if subtract_max and x.shape[-1] > 0:  # an empty row has no maximum and no counts
         kept = x if keep is None else x.masked_fill(~keep, table.input_format.min_int)
         x = x - kept.max(dim=-1, keepdim=True).values
         # x - max lies in [min - max, 0]; SI-exp clamps it into the table's range, so the

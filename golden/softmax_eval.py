@@ -68,7 +68,11 @@ def evaluate_softmax(K: int = 12, N: int = 256, rounding: str = "round",
     (D6: ``N = 2**q``)."""
     check_power_of_two_N(N)
     check_int("rows_per_cell", rows_per_cell, minimum=1, maximum=MAX_ROWS_PER_CELL)
-    check_int("seed", seed, minimum=0)
+    check_int("seed", seed, minimum=0, maximum=2**63 - 1)  # what torch's generator takes
+    unknown = sorted(set(tables or {}) - set(SETTINGS))
+    if unknown:
+        raise ValueError(f"tables has keys {', '.join(map(repr, unknown))}; the settings are "
+                         f"{', '.join(SETTINGS)}")
     result, overall = {}, None
     for setting, spec in SETTINGS.items():
         table = (tables or {}).get(setting) or shipped_table(K, *spec["range"])

@@ -23,6 +23,20 @@ def test_quantise_rounds_half_up_and_saturates():
     assert f.quantise(x).tolist() == [1, 0, 2, -1, 2, 127, -128]
 
 
+def test_quantise_is_exact_next_to_half_and_saturates_wide_formats_inside():
+    below_half = 0.49999999999999994  # x + 0.5 rounds to 1.0 in float64
+    assert Format(8, 0).quantise(below_half).item() == 0
+    assert Format(8, 0).quantise_scalar("x", below_half) == 0
+    assert Format(54, 0).quantise(float(2**52 + 1)).item() == 2**52 + 1
+    for width in (53, 55, 62):  # max_int = 2**(w-1) - 1 is no float64 from w = 55 on
+        f = Format(width, 0)
+        got = f.quantise(torch.tensor([2.0 ** (width - 1), 1e30, float("inf"), -1e30]))
+        assert got.tolist() == [f.max_int, f.max_int, f.max_int, f.min_int]
+        assert f.contains(got)
+    u = Format(4, 0, signed=False)
+    assert u.quantise(torch.tensor([15.4, 15.5, -3.0])).tolist() == [15, 15, 0]
+
+
 def test_to_float_inverts_quantise_on_grid():
     f = Format(12, 5)
     q = torch.arange(f.min_int, f.max_int + 1)

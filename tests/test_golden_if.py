@@ -91,3 +91,22 @@ def test_config_rejects_bad_parameters(kwargs, message):
 def test_float_input_rejected():
     with pytest.raises(TypeError, match="x must be an integer tensor"):
         if_neuron(torch.zeros(3, 2), 4)
+
+
+@pytest.mark.parametrize("x, v_init, error, message", [
+    ([[0]], 9.9, TypeError, "v_init must be an integer or an integer tensor, not torch.float"),
+    ([[0]], 10, ValueError, r"v_init must lie in 0 \.\. threshold - 1 = 9 \(D3\); it holds "
+                            r"10 to 10"),
+    ([[0]], torch.tensor([0, -1]), ValueError, "it holds -1 to 0"),
+    ([[2**62], [2**62], [2**62]], 0, ValueError,
+     "x reaches 4611686018427387904 in magnitude; over 3 steps"),
+])
+def test_golden_if_refuses_what_it_would_truncate_or_wrap(x, v_init, error, message):
+    with pytest.raises(error, match=message):
+        if_neuron(torch.tensor(x), 10, v_init=v_init)
+
+
+def test_a_membrane_wider_than_any_format_is_named():
+    with pytest.raises(ValueError, match=r"the membrane \(input s50.0, time_steps = 1048576\) "
+                                         r"\[.*\] needs 70 bits; formats hold at most 62"):
+        IFConfig(Format(50), threshold=10, time_steps=1 << 20).membrane_format

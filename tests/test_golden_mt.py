@@ -108,3 +108,14 @@ def test_config_rejects_bad_parameters(kwargs, message):
             "time_steps": 4} | kwargs
     with pytest.raises(ValueError, match=message):
         MTConfig(**args)
+
+
+def test_golden_mt_refuses_what_would_wrap():
+    with pytest.raises(ValueError, match="x reaches 4611686018427387904 in magnitude; over 2 "
+                                         "steps"):
+        mt_neuron(torch.tensor([[2**62], [2**62]]), 1, 1, 4)
+    with pytest.raises(ValueError, match=r"over 1 steps \(plus 9223372036854775808\)"):
+        mt_neuron(torch.tensor([[1]]), 4, 4, 62)  # the top level, 4·2**61, is no int64
+    with pytest.raises(ValueError, match=r"the membrane \(input s62.0, time_steps = 2, levels = "
+                                         r"4\) \[.*\] needs 63 bits"):
+        MTConfig(Format(62), 1, 1, 4, 2).membrane_format

@@ -102,17 +102,23 @@ def test_si_norm_edge_rows():
         si_norm(torch.tensor([[True, False]]), 4)
 
 
+#: A table ending at 0, for max subtraction.
+TABLE_TO_0 = SIExpTable(S8_4, Format(10, 4), -40, 0, (8, 4, 2), (5, 3, 1), (-8, -12, -14))
+
+
 def test_spiking_softmax_vectorised_over_leading_dims():
-    t = binary_table()
     x = torch.randint(-20, 30, (2, 3, 4, 5), generator=torch.Generator().manual_seed(0))
-    full = spiking_softmax(x, t, 64, subtract_max=True).counts
+    full = spiking_softmax(x, TABLE_TO_0, 64, subtract_max=True).counts
+    assert len(full.unique()) > 10  # rows of many shapes, not all zero
     for idx in itertools.product(range(2), range(3), range(4)):
-        row = spiking_softmax(x[idx].unsqueeze(0), t, 64, subtract_max=True).counts[0]
+        row = spiking_softmax(x[idx].unsqueeze(0), TABLE_TO_0, 64, subtract_max=True).counts[0]
         assert torch.equal(full[idx], row)
+    empty = torch.zeros(3, 0, dtype=torch.int64)
+    assert spiking_softmax(empty, TABLE_TO_0, 64, subtract_max=True).counts.shape == (3, 0)
 
 
 def test_max_subtraction_is_shift_invariant():
-    t = SIExpTable(S8_4, Format(10, 4), -40, 0, (8, 4, 2), (5, 3, 1), (-8, -12, -14))
+    t = TABLE_TO_0
     x = torch.randint(-40, 20, (50, 7), generator=torch.Generator().manual_seed(1))
     a = spiking_softmax(x, t, 256, subtract_max=True).counts
     b = spiking_softmax(x + 30, t, 256, subtract_max=True).counts
@@ -171,10 +177,31 @@ def test_evaluate_softmax_reports_the_documented_keys():
         assert 0 <= r[setting]["argmax_agreement"] <= 1
 
 
+def test_table_files_and_tables_must_be_consistent(tmp_path):
+    good = binary_table().to_json()
+    for change, message in (({"K": 5}, "the table file says K = 5; its tables have 4 steps"),
+                            ({"range": [-1.0, 1.0]}, r"says range \[-1.0, 1.0\]; lo and hi give "
+                                                     r"\[0.0, 0.9375\]")):
+        with pytest.raises(ValueError, match=message):
+            SIExpTable.from_json(good | change)
+    with pytest.raises(ValueError, match=r"the output reaches \[0, 15\] .* beyond the output "
+                                         r"format s4.4 \[-8, 7\]"):
+        dataclasses.replace(binary_table(), output_format=Format(4, 4))
+    with pytest.raises(ValueError, match="d entry must be an integer from"):
+        dataclasses.replace(binary_table(), d=(1 << 62, 0, 0, 0),
+                            output_format=Format(62, 4))
+    with pytest.raises(ValueError, match="tables has keys 'maximum'; the settings are "):
+        evaluate_softmax(tables={"maximum": binary_table()})
+    with pytest.raises(ValueError, match=r"e must have at least one dimension"):
+        si_norm(torch.tensor(5), 4)
+
+
 @pytest.mark.parametrize("args, message", [
     (["--rows-per-cell", "0"], "rows_per_cell must be an integer from 1 to 30000, not 0"),
     (["--N", "3"], "N must be a power of two from 1 to 16777216, not 3"),
-    (["--seed", "-1"], "seed must be an integer greater than or equal to 0, not -1"),
+    (["--seed", "-1"], "seed must be an integer from 0 to 9223372036854775807, not -1"),
+    (["--seed", str(2**64)],
+     "seed must be an integer from 0 to 9223372036854775807, not 18446744073709551616"),
 ])
 def test_cli_softmax_eval_rejects_bad_options(args, message, capsys):
     assert golden_main(["softmax", "eval", *args]) == 2

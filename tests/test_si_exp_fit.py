@@ -66,6 +66,15 @@ def test_other_target_and_range():
     assert t.range == (-8.0, 0.0)
 
 
+def test_a_range_off_the_grid_is_taken_on_it_and_the_target_is_named():
+    t = fit_si_exp(2, -0.3, 1.0, target=torch.sigmoid, **SMALL)
+    assert t.range == (-1229 / 4096, 1.0)  # -0.3 rounded to the input format
+    assert t.target == "sigmoid" and t.info["measured"] == evaluate_table(t, SMALL["points"])
+    assert (t.info["points"], t.info["train_points"]) == (SMALL["points"], SMALL["train_points"])
+    named = fit_si_exp(2, -1.0, 1.0, target=lambda x: x * x, target_name="square", **SMALL)
+    assert named.info["target"] == "square"
+
+
 def test_round_trip(small_fit, tmp_path):
     path = tmp_path / "t.json"
     small_fit.save(path)
@@ -88,6 +97,11 @@ def test_round_trip(small_fit, tmp_path):
     (dict(train_points=601), ValueError, ["train_points", "601", "600"]),
     (dict(target="exp"), TypeError, ["target", "'exp'"]),
     (dict(input_format=(16, 12)), TypeError, ["input_format"]),
+    (dict(input_format=Format(32, 20)), ValueError, ["2097153 inputs", "at most 2**20 + 1"]),
+    (dict(lo=0.0, hi=0.0001), ValueError, ["holds one input"]),
+    (dict(target=lambda x: x * x), ValueError, ["target_name must name"]),
+    (dict(target=torch.sigmoid, target_name="exp"), ValueError, ["'exp' does not name"]),
+    (dict(target=lambda x: x * x, target_name="tanh"), ValueError, ["'tanh' does not name"]),
 ])
 def test_bad_arguments(kwargs, exc, words):
     args = dict(K=3, lo=-1.0, hi=1.0)
