@@ -26,23 +26,24 @@ def placer_seed(value: str) -> int:
     return seed
 
 
-class UniqueSeeds(argparse.Action):
-    """``action=`` of a ``nargs="+"`` placer-seed option: a seed given twice is an error."""
+class Distinct(argparse.Action):
+    """``action=`` of a ``nargs="+"`` option (seeds, devices, lanes): a value given twice is an
+    error, not a second identical run."""
 
     def __call__(self, parser, namespace, values, option_string=None):
-        repeated = sorted({seed for seed in values if values.count(seed) > 1})
+        repeated = sorted({value for value in values if values.count(value) > 1})
         if repeated:
             raise argparse.ArgumentError(self, f"repeats {', '.join(map(str, repeated))}; give "
-                                               f"each seed once")
+                                               f"each once")
         setattr(namespace, self.dest, values)
 
 
 def add_options(p) -> None:
     """``--devices``, ``--seeds`` and ``--skip-pnr`` on parser ``p``."""
     p.add_argument("--devices", nargs="+", default=["up5k", "ecp5-25f"], choices=list(DEVICES),
-                   help="devices for area and Fmax")
+                   action=Distinct, help="devices for area and Fmax")
     p.add_argument("--seeds", nargs="+", type=placer_seed, default=[1, 2, 3],
-                   action=UniqueSeeds,
+                   action=Distinct,
                    help="placer seeds")
     p.add_argument("--skip-pnr", action="store_true", help="skip synthesis and place-and-route")
 

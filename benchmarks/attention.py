@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 
 import record  # puts the repository on sys.path; the shared command line and record
-from area_fmax import UniqueSeeds, placer_seed
+from area_fmax import Distinct, placer_seed
 
 from boards import DEVICES  # noqa: E402
 from hwgen.cores.attention import AttentionHead, digits_head_config  # noqa: E402
@@ -60,11 +60,11 @@ def run(lanes: int, device: str, seeds: list[int]) -> list[dict]:
 
 def main(argv=None):
     p = record.parser(__file__, __doc__)
-    p.add_argument("--lanes", nargs="+", type=int, default=[1, 2, 4, 8, 16],
+    p.add_argument("--lanes", nargs="+", type=int, default=[1, 2, 4, 8, 16], action=Distinct,
                    help="lane counts of the sweep")
     p.add_argument("--sweep-device", default="ecp5-25f", choices=list(DEVICES),
                    help="device of the lanes sweep")
-    p.add_argument("--seeds", nargs="+", type=placer_seed, default=[1], action=UniqueSeeds,
+    p.add_argument("--seeds", nargs="+", type=placer_seed, default=[1], action=Distinct,
                    help="placer seeds")
     p.add_argument("--skip-up5k", action="store_true",
                    help="skip place-and-route of the digits head on up5k")

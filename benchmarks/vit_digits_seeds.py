@@ -36,8 +36,8 @@ def main(argv=None):
     args = p.parse_args(argv)
     if not 1 <= args.T <= MAX_TIME_STEPS:
         p.error(f"--T must be from 1 to {MAX_TIME_STEPS}, not {args.T}")
-    if len(set(args.seeds)) != len(args.seeds) or min(args.seeds) < 0:
-        p.error(f"--seeds must be distinct non-negative integers, not {args.seeds}")
+    if len(set(args.seeds)) != len(args.seeds) or not all(0 <= s < 2**63 for s in args.seeds):
+        p.error(f"--seeds must be distinct integers from 0 to 2**63 - 1, not {args.seeds}")
     rows = []
     for seed in args.seeds:
         r = run_experiment(args.T, "spiking", True, checkpoint=checkpoint(seed),

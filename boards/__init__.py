@@ -6,8 +6,11 @@ variables Amaranth needs to build for it with the YoWASP tools from PyPI.
 
 Amaranth finds each tool through an environment variable (``YOSYS``, ``NEXTPNR_ICE40``, ...);
 there is no switch that selects YoWASP, so :meth:`Board.environment` points those variables at the
-``yowasp-*`` commands. Tools that a board's platform insists on but a build never runs
-(``openFPGALoader`` for the ULX3S, ``dfu-suffix`` for the OrangeCrab) are set to ``true``.
+``yowasp-*`` commands. Tools that a board's platform insists on and PyPI does not carry are set
+to ``true``: ``openFPGALoader`` for the ULX3S (only programming calls it) and ``dfu-suffix`` for
+the OrangeCrab. The OrangeCrab build does call the latter, so its ``top.bit`` comes without the
+DFU suffix: add it with ``dfu-suffix -v 1209 -p 5af0 -a top.bit`` (Debian's ``dfu-util``)
+before loading it with ``dfu-util``.
 
 This package does not import :mod:`hwgen`.
 """

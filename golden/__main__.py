@@ -216,7 +216,8 @@ def parser() -> argparse.ArgumentParser:
     q = sub.add_parser("neuron", help="run an IF or MT neuron on an input sequence")
     q.add_argument("neuron", choices=["if", "mt"], help="neuron model")
     q.add_argument("--x", required=True,
-                   help="input per step: one real value (held for T steps) or T comma-separated")
+                   help="input per step: one real value (held for T steps) or T "
+                        "comma-separated; write --x=-0.3,0.2 when the first is negative")
     q.add_argument("--T", type=int, default=8, help="time steps (default: 8)")
     q.add_argument("--width", type=int, default=16, help="input width in bits (default: 16)")
     q.add_argument("--frac", type=int, default=12, help="input fractional bits (default: 12)")

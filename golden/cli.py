@@ -1,7 +1,7 @@
 """Command-line conventions shared by ``python -m golden``, ``python -m hwgen``,
 ``python -m sim.attention_check`` and the benchmark scripts: options are spelled out in full, a
-bad argument (or a failed tool, :class:`CommandError`) is one line ``error: ...`` with exit
-status 2, output files and folders are checked while parsing, before any work (and made only
+bad argument (or a failed tool, :class:`CommandError`, or a file that cannot be written) is
+one line ``error: ...`` with exit status 2, output files and folders are checked while parsing, before any work (and made only
 when written, :func:`write_output`), and a reader that stops early (``| head``) ends the
 command quietly."""
 
@@ -34,9 +34,15 @@ def output_file(value: str) -> Path:
     """``type=`` of an option that names a file to write. Checked at parse time, so that a path
     that cannot be written fails at once, not after the long work it would hold; its folder is
     made only when the file is written (:func:`write_output`)."""
+    if value == "-":
+        raise argparse.ArgumentTypeError("- (standard output) is not taken here; give a file "
+                                         "name")
     path = Path(value)
-    if path.is_dir():
-        raise argparse.ArgumentTypeError(f"{value} is a folder; give a file name")
+    try:
+        if path.is_dir():
+            raise argparse.ArgumentTypeError(f"{value} is a folder; give a file name")
+    except OSError as error:  # a name too long, say
+        raise argparse.ArgumentTypeError(f"{value}: {error.strerror}") from None
     _checked(path.parent)
     return path
 
@@ -52,6 +58,8 @@ def _checked(folder: Path) -> Path:
         return check_output_folder(folder)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
+    except OSError as error:
+        raise argparse.ArgumentTypeError(f"{folder}: {error.strerror}") from None
 
 
 def check_output_folder(folder: str | Path) -> Path:
@@ -87,4 +95,7 @@ def run(parser: argparse.ArgumentParser, argv=None) -> int:
         # cannot raise again, and stop with status 1 instead of a traceback.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    except OSError as error:  # a file that the checks at parse time could not foresee
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     return 0

@@ -166,12 +166,30 @@ def _progress(total: int, desc: str, enabled: bool):
     return tqdm(total=total, desc=desc, disable=not enabled, leave=False)
 
 
+def _load(path: Path, config: ViTConfig) -> tuple[DigitsViT, dict]:
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:  # torch.load raises many kinds on a foreign file
+        raise ValueError(f"checkpoint {path} is not a digits-ViT checkpoint "
+                         f"({type(error).__name__}: {error}); give another path") from None
+    if not isinstance(saved, dict) or saved.get("config") != asdict(config):
+        raise ValueError(f"checkpoint {path} does not hold a digits ViT of this configuration; "
+                         f"delete it to train one there, or give another path")
+    model = DigitsViT(config)
+    model.load_state_dict(saved["state"])
+    return model.eval(), saved["info"]
+
+
 def load_or_train(path: Path | str = DEFAULT_CHECKPOINT, config: ViTConfig = ViTConfig(),
                   progress: bool = True) -> tuple[DigitsViT, dict]:
     """Load the checkpoint at ``path``; when there is none, train a model of ``config`` and
     save it there. A file at ``path`` that is not a checkpoint of ``config`` raises ValueError
     and is left alone."""
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"checkpoint {path} is a folder; give a file")
+    if path.exists():  # no lock needed: a checkpoint appears whole (written, then renamed)
+        return _load(path, config)
     lock_path = path.with_name(path.name + ".lock")  # opened to append: never truncated
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -182,19 +200,8 @@ def load_or_train(path: Path | str = DEFAULT_CHECKPOINT, config: ViTConfig = ViT
     # One trainer at a time (parallel test workers share the default checkpoint).
     with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if path.exists():
-            try:
-                saved = torch.load(path, map_location="cpu", weights_only=False)
-            except Exception as error:  # torch.load raises many kinds on a foreign file
-                raise ValueError(f"checkpoint {path} is not a digits-ViT checkpoint "
-                                 f"({type(error).__name__}: {error}); give another path") from None
-            if not isinstance(saved, dict) or saved.get("config") != asdict(config):
-                raise ValueError(f"checkpoint {path} does not hold a digits ViT of this "
-                                 f"configuration; delete it to train one there, or give another "
-                                 f"path")
-            model = DigitsViT(config)
-            model.load_state_dict(saved["state"])
-            return model.eval(), saved["info"]
+        if path.exists():  # another process trained it while this one waited
+            return _load(path, config)
         model, info = train_vit(config, progress)
         buf = io.BytesIO()
         torch.save({"config": asdict(config), "state": model.state_dict(), "info": info}, buf)

@@ -15,8 +15,8 @@ import inspect
 import json
 import sys
 
-from golden.cli import (Parser, check_output_folder, output_file, output_folder, run,
-                        write_output)
+from golden.cli import (CommandError, Parser, check_output_folder, output_file, output_folder,
+                        run, write_output)
 
 
 def _cores(args):
@@ -83,6 +83,10 @@ def _build(args):
                               default_out_dir(args.board, args.design))
     result = build(args.board, args.design, out, seed=args.seed)
     print(json.dumps(result, indent=2))
+    if not result["meets_clock"] and not args.timing_allow_fail:
+        raise CommandError(f"Fmax {result['fmax_mhz']} MHz is below the board's "
+                           f"{result['clock_mhz']:g} MHz clock: {out / result['bitstream']['file']}"
+                           f" is written but may not work (--timing-allow-fail accepts it)")
 
 
 def _energy(args):
@@ -150,6 +154,9 @@ def parser() -> argparse.ArgumentParser:
                         "(default: if-selftest)")
     q.add_argument("--out", type=output_folder, help="output folder (default: build/BOARD-DESIGN)")
     q.add_argument("--seed", type=int, default=1, help="placer seed (default: 1)")
+    q.add_argument("--timing-allow-fail", action="store_true",
+                   help="exit with status 0 even when Fmax is below the board clock (the "
+                        "bitstream is written either way)")
     q.set_defaults(run=_build)
 
     q = sub.add_parser("energy", help="energy per head-step of the attention core beside the "

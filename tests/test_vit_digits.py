@@ -47,6 +47,10 @@ def test_a_file_that_is_not_this_checkpoint_is_refused_and_kept(content, message
     with pytest.raises(ValueError, match=message):
         load_or_train(path, progress=False)
     assert path.read_bytes() == content
+    assert list(tmp_path.iterdir()) == [path]  # no lock file left beside it
+    with pytest.raises(ValueError, match=f"checkpoint {tmp_path} is a folder; give a file"):
+        load_or_train(tmp_path, progress=False)
+    assert list(tmp_path.parent.glob(tmp_path.name + ".lock")) == []
 
 
 def test_a_file_beside_the_checkpoint_is_not_truncated(tmp_path):
