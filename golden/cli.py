@@ -1,9 +1,9 @@
 """Command-line conventions shared by ``python -m golden``, ``python -m hwgen``,
 ``python -m sim.attention_check`` and the benchmark scripts: options are spelled out in full, a
 bad argument (or a failed tool, :class:`CommandError`, or a file that cannot be written) is
-one line ``error: ...`` with exit status 2, output files and folders are checked while parsing, before any work (and made only
-when written, :func:`write_output`), and a reader that stops early (``| head``) ends the
-command quietly."""
+one line ``error: ...`` with exit status 2, output files and folders are checked while
+parsing, before any work (and made only when written, :func:`write_output`), and a reader that
+stops early (``| head``) ends the command quietly."""
 
 from __future__ import annotations
 

@@ -251,8 +251,9 @@ class MTSite(nn.Module):
         return fixed.get(self.name, fixed.get(self.kind))
 
     def finish_calibration(self, fixed: dict):
-        if self.fixed_lambdas(fixed) is not None:
-            lp, ln = self.fixed_lambdas(fixed)
+        given = self.fixed_lambdas(fixed)
+        if given is not None:
+            lp, ln = given
         else:
             if not self._records:
                 raise RuntimeError(f"MT site {self.name} saw no calibration data")

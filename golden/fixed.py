@@ -159,7 +159,7 @@ def check_running_sum(name: str, x: torch.Tensor, extra: int) -> None:
     plus ``extra`` (what a neuron may hold besides), could leave int64."""
     if x.numel() == 0:
         return
-    largest = max(-int(x.min()), int(x.max())) * x.shape[0] + extra
-    if largest > INT64_MAX:
-        raise ValueError(f"{name} reaches {max(-int(x.min()), int(x.max()))} in magnitude; "
-                         f"over {x.shape[0]} steps (plus {extra}) a membrane could leave int64")
+    magnitude = max(-int(x.min()), int(x.max()))
+    if magnitude * x.shape[0] + extra > INT64_MAX:
+        raise ValueError(f"{name} reaches {magnitude} in magnitude; over {x.shape[0]} steps "
+                         f"(plus {extra}) a membrane could leave int64")
