@@ -33,8 +33,8 @@ from typing import NamedTuple
 
 import torch
 
-from .ecm import cumulative_difference, ecm_matmul_int, max_abs, steps_like
-from .fixed import INT64_MAX, check_int
+from .ecm import cumulative_difference, ecm_matmul_int, steps_like
+from .fixed import INT64_MAX, check_int, max_magnitude
 from .mt_neuron import mt_neuron
 from .si_exp import SIExpTable, check_exp_table
 from .si_norm import check_power_of_two_N, check_rounding
@@ -158,8 +158,8 @@ def check_codes(name: str, codes, levels: int) -> torch.Tensor:
     if codes.is_floating_point() or codes.dtype == torch.bool:
         raise TypeError(f"{name} must be an integer tensor of MT codes, not {codes.dtype}")
     codes = codes.to(torch.int64)
-    mag = codes.abs()
-    bad = (mag != 0) & (((mag & (mag - 1)) != 0) | (mag >= (1 << levels)))
+    mag = codes.abs()  # negative only for −2**63, which is no code
+    bad = (mag != 0) & (((mag & (mag - 1)) != 0) | (mag >= (1 << levels)) | (mag < 0))
     if bad.any():
         raise ValueError(f"{name} holds {int(codes[bad][0])}, which is not an MT code: codes are "
                          f"0 or ±2**k with k < levels = {levels}")
@@ -226,8 +226,8 @@ def attention_head(q_codes, k_codes, v_codes, config: HeadConfig) -> HeadResult:
     t = steps_like(C, torch.int64)
     fmt = c.table.input_format
     M, shift = c.score_constant
-    if 2 * max_abs(C) * M + 2 * (C.shape[0] << shift) > INT64_MAX:
-        raise ValueError(f"scores up to {max_abs(C)} times the folded scale M = {M} overflow "
+    if 2 * max_magnitude(C) * M + 2 * (C.shape[0] << shift) > INT64_MAX:
+        raise ValueError(f"scores up to {max_magnitude(C)} times the folded scale M = {M} overflow "
                          f"int64: the q and k exponents are too large for these codes")
     den = t << shift
     X = torch.div(2 * C * M + den, 2 * den, rounding_mode="floor")

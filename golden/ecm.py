@@ -18,14 +18,10 @@ from typing import Callable
 
 import torch
 
-from .fixed import INT64_MAX
+from .fixed import INT64_MAX, max_magnitude
 
 __all__ = ["steps_like", "cumulative_difference", "ecm_unary", "ecm_unary_int", "ecm_matmul",
            "ecm_matmul_int", "round_shift"]
-
-
-def max_abs(x: torch.Tensor) -> int:
-    return int(x.abs().max()) if x.numel() else 0
 
 
 def steps_like(x: torch.Tensor, dtype=None) -> torch.Tensor:
@@ -80,13 +76,13 @@ def ecm_matmul_int(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         raise TypeError("ecm_matmul_int needs integer tensors")
     t = steps_like(a, torch.int64)
     for x in (a, b):
-        if max_abs(x) * x.shape[0] > INT64_MAX:
-            raise ValueError(f"ecm_matmul_int: {x.shape[0]} steps of values up to {max_abs(x)} "
+        if max_magnitude(x) * x.shape[0] > INT64_MAX:
+            raise ValueError(f"ecm_matmul_int: {x.shape[0]} steps of values up to {max_magnitude(x)} "
                              f"can sum beyond int64")
     SA, SB = torch.cumsum(a, dim=0), torch.cumsum(b, dim=0)
-    bound = max_abs(SA) * max_abs(SB) * a.shape[-1]
+    bound = max_magnitude(SA) * max_magnitude(SB) * a.shape[-1]
     if bound > INT64_MAX:
-        raise ValueError(f"ecm_matmul_int: running sums up to {max_abs(SA)} and {max_abs(SB)} "
+        raise ValueError(f"ecm_matmul_int: running sums up to {max_magnitude(SA)} and {max_magnitude(SB)} "
                          f"over {a.shape[-1]} terms can reach {bound}, beyond int64")
     P = SA @ SB
     return cumulative_difference(torch.div(P, t, rounding_mode="floor"))

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 __all__ = ["Format", "INT64_MAX", "MAX_WIDTH", "bits_for_range", "check_int",
-           "check_running_sum"]
+           "check_running_sum", "max_magnitude"]
 
 #: The largest int64: the golden integer operators refuse results that would wrap beyond it.
 INT64_MAX = (1 << 63) - 1
@@ -154,12 +154,18 @@ class Format:
         return q
 
 
+def max_magnitude(x: torch.Tensor) -> int:
+    """The largest |element| of integer ``x`` as a Python int, 0 if empty. (``x.abs()`` would
+    wrap an int64 −2**63 to itself, a negative magnitude.)"""
+    return max(-int(x.min()), int(x.max())) if x.numel() else 0
+
+
 def check_running_sum(name: str, x: torch.Tensor, extra: int) -> None:
     """Refuse integer inputs ``x`` of shape ``(T, ...)`` whose running sum over the T steps,
     plus ``extra`` (what a neuron may hold besides), could leave int64."""
     if x.numel() == 0:
         return
-    magnitude = max(-int(x.min()), int(x.max()))
+    magnitude = max_magnitude(x)
     if magnitude * x.shape[0] + extra > INT64_MAX:
         raise ValueError(f"{name} reaches {magnitude} in magnitude; over {x.shape[0]} steps "
                          f"(plus {extra}) a membrane could leave int64")

@@ -611,6 +611,9 @@ def test_integer_products_beyond_int64_are_refused():
     with pytest.raises(ValueError, match="beyond int64"):
         ecm_matmul_int(torch.full((1, 1, 4), 1 << 31), torch.full((1, 4, 1), 1 << 31))
     assert ecm_matmul_int(torch.full((1, 1, 4), 1 << 30), torch.full((1, 4, 1), 1 << 30)) == 1 << 62
+    # -2**63 is its own abs() in int64; its magnitude must still count.
+    with pytest.raises(ValueError, match="values up to 9223372036854775808 can sum beyond int64"):
+        ecm_matmul_int(torch.tensor([[[-2**63]], [[0]]]), torch.ones(2, 1, 1, dtype=torch.int64))
     config = HeadConfig(tokens=2, head_dim=4, time_steps=1, levels=16, q_exponents=(20, 0),
                         k_exponents=(20, 0), v_exponents=(0, 0), s_exponents=(-3, -3),
                         out_exponents=(0, 0), table=shipped_table(12, -8, 0), score_scale=0.5)

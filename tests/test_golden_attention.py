@@ -228,6 +228,8 @@ def test_head_config_and_codes_are_checked():
         check_codes("q_codes", torch.tensor([0, 3]), 3)
     with pytest.raises(ValueError, match="not an MT code"):
         check_codes("q_codes", torch.tensor([8]), 3)
+    with pytest.raises(ValueError, match="holds -9223372036854775808, which is not an MT code"):
+        check_codes("q_codes", torch.tensor([-2**63]), 3)  # its abs() wraps to a "power of 2"
     with pytest.raises(ValueError, match="shape"):
         attention_head(torch.zeros(2, 3, 3, dtype=torch.int64),
                        torch.zeros(2, 3, 3, dtype=torch.int64),
