@@ -472,32 +472,35 @@ def check_attention(core, heads: list[Head], work_dir: Path, *, label: str | Non
 
 
 def _timing(core, heads: list[Head], result: dict) -> dict:
-    """Cycles per step (first input beat of a step to the next step's first input beat) and
-    first input beat to first output beat of a step, in a no-stall segment, by head; next to
-    them the core's ``step_cycles()`` and ``latency`` when it has them, and whether every
-    measurement equals them (reported, not asserted)."""
+    """Cycles per step (first input beat of a step to the next step's first input beat), and
+    from a step's first input beat to its first and to its last output beat, in a no-stall
+    segment, by head; next to them the core's ``step_cycles()`` and ``latency`` (first input
+    to last output) when it has them, and whether every measurement equals them."""
     n = core.config.tokens
     accepts, outputs = result["accept_cycles"], result["output_cycles"]
     firsts = accepts[::n]
     per_step = [b - a for a, b in zip(firsts, firsts[1:])]
-    latency = [outputs[s * n] - firsts[s] for s in range(len(firsts))]
+    to_first = [outputs[s * n] - firsts[s] for s in range(len(firsts))]
+    to_last = [outputs[s * n + n - 1] - firsts[s] for s in range(len(firsts))]
     by_head, at = {}, 0
     for head in heads:
         steps = range(at, at + head.steps)
         by_head[head.label] = {
             "cycles_per_step": [per_step[s] for s in steps if s < len(per_step)],
-            "first_in_to_first_out": [latency[s] for s in steps]}
+            "first_in_to_first_out": [to_first[s] for s in steps],
+            "first_in_to_last_out": [to_last[s] for s in steps]}
         at += head.steps
     timing = {"cycles_per_step": {"min": min(per_step), "max": max(per_step),
                                   "mean": round(sum(per_step) / len(per_step), 1)},
-              "first_in_to_first_out": {"min": min(latency), "max": max(latency)}}
+              "first_in_to_first_out": {"min": min(to_first), "max": max(to_first)},
+              "first_in_to_last_out": {"min": min(to_last), "max": max(to_last)}}
     if callable(getattr(core, "step_cycles", None)):
         formula = core.step_cycles()
         timing["cycles_per_step"] |= {"core.step_cycles()": formula,
                                       "equal": set(per_step) == {formula}}
     if isinstance(getattr(core, "latency", None), int):
-        timing["first_in_to_first_out"] |= {"core.latency": core.latency,
-                                            "equal": set(latency) == {core.latency}}
+        timing["first_in_to_last_out"] |= {"core.latency": core.latency,
+                                           "equal": set(to_last) == {core.latency}}
     timing["by_head"] = by_head
     return timing
 

@@ -18,11 +18,15 @@ the design drives its own 10 ns clock (:func:`sim.runner.verilator_model` with
      "skip_idle": bool,           # sleep through cycles where nothing can happen (below)
      "record_cycles": bool}       # also return the cycle of every input and output transfer
 
-Stream rules are honoured: once ``valid`` is raised it stays up, payload unchanged, until the
-transfer. A reset lasts two cycles with ``valid`` and ``ready`` low. Results (``$HWGEN_RESULTS``)
-per segment: the output words, inputs accepted, cycles used, and the cycles of the first and
-last input transfers and of the last output transfer (counted from the segment's start); with
-``record_cycles`` also ``accept_cycles`` and ``output_cycles`` (every transfer).
+Stream rules are honoured on the input: once ``valid`` is raised it stays up, payload
+unchanged, until the transfer; and checked on the output (a stalled output beat that is
+withdrawn or changes fails the run). A reset lasts two cycles with ``valid`` and ``ready`` low.
+A segment that runs to its end keeps ``o.ready`` high for ``DRAIN_CYCLES`` more cycles and
+records any beat that comes out then, so a core that emits more beats than expected fails the
+checker's count. Results (``$HWGEN_RESULTS``) per segment: the output words, inputs accepted,
+cycles used (up to the last expected output, without the drain), and the cycles of the first
+and last input transfers and of the last output transfer (counted from the segment's start);
+with ``record_cycles`` also ``accept_cycles`` and ``output_cycles`` (every transfer).
 
 ``skip_idle``: a core that computes for thousands of cycles between transfers (the attention
 head) would cost the testbench a Python round trip per cycle. When a cycle ends with
@@ -43,6 +47,7 @@ from cocotb.triggers import First, ReadOnly, RisingEdge, Timer
 from cocotb.utils import get_sim_steps, get_sim_time
 
 PERIOD_NS = 10
+DRAIN_CYCLES = 32
 
 
 async def _reset(dut):
@@ -75,10 +80,15 @@ async def _run_segment(dut, segment):
     cycle = 0
     start = None
     wake = False  # resumed by a skip: already at the clock edge of cycle `cycle`
+    held = None  # payload of an output beat stalled in the previous cycle
+    finished_at = None  # cycle at which every input was in and every expected output out
+
+    def draining() -> bool:
+        return reset_after is None and sent >= n_inputs and len(outputs) >= wanted
 
     def done() -> bool:
         return ((reset_after is not None and sent >= reset_after)
-                or (sent >= n_inputs and len(outputs) >= wanted))
+                or (draining() and cycle - finished_at >= DRAIN_CYCLES))
 
     while True:
         if not wake:
@@ -86,9 +96,11 @@ async def _run_segment(dut, segment):
         wake = False
         if start is None:
             start = get_sim_time("step")
+        if finished_at is None and draining():
+            finished_at = cycle
         if done():
             break
-        if cycle >= max_cycles:
+        if cycle >= max_cycles and finished_at is None:
             raise AssertionError(f"timeout after {cycle} cycles: {sent}/{n_inputs} inputs "
                                  f"accepted, {len(outputs)}/{wanted} outputs")
         if not presenting and sent < n_inputs and rng.random() < p_valid:
@@ -96,11 +108,15 @@ async def _run_segment(dut, segment):
             i_payload.value = inputs[sent]
         if presenting != valid_driven:
             i_valid.value = valid_driven = presenting
-        ready = rng.random() < p_ready
+        ready = finished_at is not None or rng.random() < p_ready
         if ready != ready_driven:
             o_ready.value = ready_driven = ready
         await settled
         out_valid = o_valid.value
+        if held is not None and not (out_valid and int(o_payload.value) == held):
+            raise AssertionError(f"cycle {cycle}: a stalled output beat was withdrawn or "
+                                 f"changed (stream rule)")
+        held = int(o_payload.value) if out_valid and not ready else None
         if presenting and i_ready.value:
             first_accept = cycle if first_accept is None else first_accept
             last_accept = cycle
@@ -114,7 +130,8 @@ async def _run_segment(dut, segment):
             if record:
                 output_cycles.append(cycle)
         cycle += 1
-        if skip_idle and not out_valid and (presenting or sent >= n_inputs) and not done():
+        if (skip_idle and not out_valid and (presenting or sent >= n_inputs)
+                and finished_at is None and not done()):
             # A beat waits with i.ready low (presenting is still set), or there is none left,
             # and o.valid is low: nothing can happen until the core raises i.ready (if a beat
             # waits) or o.valid; both move only on a clock edge while our inputs hold still.
@@ -132,7 +149,8 @@ async def _run_segment(dut, segment):
     o_ready.value = 0
     if reset_after is not None or segment.get("reset_at_end", False):
         await _reset(dut)
-    result = {"outputs": outputs, "accepted": sent, "cycles": cycle,
+    result = {"outputs": outputs, "accepted": sent,
+              "cycles": cycle if finished_at is None else finished_at,
               "first_accept_cycle": first_accept, "last_accept_cycle": last_accept,
               "last_output_cycle": last_output}
     if record:

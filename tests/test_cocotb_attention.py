@@ -9,7 +9,7 @@ q/k/v codes, with the HeadConfig of that layer). Heads run back to back restarti
 ``first``, under random valid/ready stalls, with resets between some heads (the next head
 sometimes without ``first``), two heads cut by a reset in mid-step, and a timed segment without
 stalls. Every output beat is compared bit for bit (codes and ``last``). Measured figures
-(cycles per step and latency next to the core's formulas, heads, beats, wall time) go to
+(cycles per step and latency, each asserted equal to the core's formula, heads, beats, wall time) go to
 build/sim/attention_<set>.json and build/sim/attention_whole_model.json.
 """
 
@@ -52,8 +52,10 @@ def test_attention_bit_exact(name, tmp_path):
     # Not vacuous: the golden outputs hold spikes of both signs.
     assert result.output_codes["positive"] > 0 and result.output_codes["negative"] > 0
     assert result.timing["cycles_per_step"]["max"] <= max_cycles_per_step(config)
-    # Without stalls every step takes exactly the core's documented step_cycles().
+    # Without stalls every step takes exactly the core's documented step_cycles(), and its
+    # last output beat leaves exactly `latency` cycles after its first input beat.
     assert result.timing["cycles_per_step"]["equal"]
+    assert result.timing["first_in_to_last_out"]["equal"]
     record(f"attention_{name}", figures)
 
 

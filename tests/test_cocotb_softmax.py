@@ -2,11 +2,13 @@
 (Verilator via cocotb) against the golden model.
 
 Per parameter set (see sim/softmax_check.py): SI-exp and SI-norm at least 10,000 random inputs
-plus every input that lands exactly on a threshold and one LSB either side, and the range and
+plus inputs that land exactly on a threshold and one LSB either side (every one for SI-exp; for
+SI-norm up to 1,000 sampled exact divisions), and the range and
 format edges; the softmax at least 2,000 random rows plus one-element, all-equal, saturating,
 n_max-long and overlong rows. The sets named ``_tagged`` give every beat a random tag that
 must come back on its output. Every set runs under random stalls, is cut by a reset in mid-stream
-(mid-row for the softmax), runs again under heavy back-pressure, and is timed without stalls.
+(mid-row for the softmax), runs again under heavy back-pressure (the first 2,000 inputs for
+the iterative SI-exp, the first 600 rows for the softmax), and is timed without stalls.
 Measured figures go to build/sim/<name>.json.
 """
 

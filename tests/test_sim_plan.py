@@ -1,8 +1,12 @@
-"""The plan segments that sim.runner hands to the generic testbench sim.tb_stream."""
+"""The plan segments that sim.runner hands to the generic testbench sim.tb_stream, and the
+testbench's own checks of what the core sends (extra beats, withdrawn beats), on Verilator."""
 
 import pytest
+from amaranth import Module, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
 
-from sim.runner import plan_segment
+from sim.runner import plan_segment, run_plan, verilator_model
 
 
 def test_segment_fields_and_cycle_budget():
@@ -20,3 +24,53 @@ def test_segment_rejects_unknown_fields():
     with pytest.raises(TypeError, match=r"^unknown segment fields \['skip_idel'\]; the optional "
                                         r"fields are reset_at_end, skip_idle, record_cycles$"):
         plan_segment([], 0, skip_idel=True)
+
+
+class _Echo(wiring.Component):
+    """Passes 8-bit beats through one register. Faults for the testbench to catch: ``extra``
+    sends the beat 0xFF twice; ``withdraw`` drops an output beat after one stalled cycle."""
+
+    i: In(stream.Signature(8))
+    o: Out(stream.Signature(8))
+
+    def __init__(self, fault: str | None = None):
+        self._fault = fault
+        super().__init__()
+
+    def elaborate(self, platform):
+        m = Module()
+        repeated = Signal()
+        m.d.comb += self.i.ready.eq(~self.o.valid | self.o.ready)
+        with m.If(self.i.valid & self.i.ready):
+            m.d.sync += [self.o.payload.eq(self.i.payload), self.o.valid.eq(1),
+                         repeated.eq(0)]
+        with m.Elif(self.o.valid & self.o.ready):
+            if self._fault == "extra":
+                with m.If((self.o.payload == 0xFF) & ~repeated):
+                    m.d.sync += repeated.eq(1)  # o.valid stays up: the beat leaves twice
+                with m.Else():
+                    m.d.sync += self.o.valid.eq(0)
+            else:
+                m.d.sync += self.o.valid.eq(0)
+        if self._fault == "withdraw":
+            with m.If(self.o.valid & ~self.o.ready):
+                m.d.sync += self.o.valid.eq(0)
+        return m
+
+
+def test_testbench_sees_extra_beats_after_the_last_expected_one(tmp_path):
+    beats = [1, 2, 3, 0xFF]
+    segments = [plan_segment(beats, len(beats), seed=1),
+                plan_segment(beats, len(beats), valid_prob=0.5, ready_prob=0.5, seed=2)]
+    good = run_plan(verilator_model(_Echo(), "echo"), segments, tmp_path / "good")
+    assert [r["outputs"] for r in good] == [beats, beats]
+    bad = run_plan(verilator_model(_Echo("extra"), "echo_extra"), segments, tmp_path / "bad")
+    assert [r["outputs"] for r in bad] == [beats + [0xFF], beats + [0xFF]]
+
+
+def test_testbench_fails_on_a_withdrawn_output_beat(tmp_path, capfd):
+    segments = [plan_segment(list(range(50)), 50, ready_prob=0.3, seed=3)]
+    run_plan(verilator_model(_Echo(), "echo"), segments, tmp_path / "good")
+    with pytest.raises(AssertionError, match="cocotb run of echo_withdraw failed"):
+        run_plan(verilator_model(_Echo("withdraw"), "echo_withdraw"), segments, tmp_path / "bad")
+    assert "a stalled output beat was withdrawn or changed (stream rule)" in capfd.readouterr().out
