@@ -191,11 +191,17 @@ def mt_site(x: torch.Tensor, in_unit: int, exponents: tuple[int, int], levels: i
 
 
 def matmul_sops(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """ECMT's synaptic operations per step of a matmul-ECM, A_t SB_(t-1) + SA_(t-1) B_t + A_t B_t,
-    each product counted over its nonzero spike operand; summed over everything but time."""
-    na, nb = (a != 0).to(torch.float64), (b != 0).to(torch.float64)
-    n, p = a.shape[-2], b.shape[-1]
-    per = (na @ nb).sum((-2, -1)) + na.sum((-2, -1)) * p + nb.sum((-2, -1)) * n
+    """ECMT's synaptic operations per step of a matmul-ECM of spike values ``a`` (T, ..., n, m)
+    and ``b`` (T, ..., m, p), summed over everything but time: its ``SOPMonitor`` on
+    ``AtNeuron``, ``A_t B_t + A_t SB_t + SA_t B_t`` with each product counted over the pairs
+    whose two operands are both nonzero, and SA_t, SB_t the running sums *including* step t
+    (the monitor reads them after the update; at t = 1 that counts A_1 B_1 three times, as
+    ECMT does). The running sums are of values, so pass decoded spikes, not MT codes."""
+    def nonzero(x):
+        return (x != 0).to(torch.float64)
+    na, nb = nonzero(a), nonzero(b)
+    sa, sb = nonzero(torch.cumsum(a, dim=0)), nonzero(torch.cumsum(b, dim=0))
+    per = (na @ nb + na @ sb + sa @ nb).sum((-2, -1))
     return per.reshape(per.shape[0], -1).sum(1)
 
 
@@ -249,5 +255,5 @@ def attention_head(q_codes, k_codes, v_codes, config: HeadConfig) -> HeadResult:
     sv = decode_codes(s_codes, c.s_exponents)
     o = ecm_matmul_int(sv, vv)
     out = mt_site(o, min(c.s_exponents) + min(c.v_exponents), c.out_exponents, c.levels)
-    sops = {"scores": matmul_sops(q, k.transpose(-2, -1)), "output": matmul_sops(s_codes, v)}
+    sops = {"scores": matmul_sops(qv, kv.transpose(-2, -1)), "output": matmul_sops(sv, vv)}
     return HeadResult(out, counts, s_codes, sops)

@@ -9,8 +9,9 @@ Both models use the 45 nm figures of Horowitz (ISSCC 2014) that SIT and ECMT quo
   layer fed by spikes. A product of two spiking tensors (matmul-ECM) counts the spike rates of
   both operands, since a spike of either triggers a row of additions.
 * **ECMT (``SOPMonitor``):** ``E_SNN(t) = SOPs(1..t) * E_AC`` with the synaptic operations
-  counted exactly: nonzero inputs × fan-out per Linear, and the three spike-driven products of
-  each matmul-ECM over their nonzero operands.
+  counted as ECMT's monitor counts them: nonzero inputs × fan-out per Linear, and for each
+  matmul-ECM ``A_t·B_t + A_t·SB_t + SA_t·B_t`` over the pairs whose two operands are nonzero,
+  the running sums including step t (:func:`golden.attention.matmul_sops`).
 
 Layers with real-valued inputs (``analog``: ECMT's patch embedding and classifier) multiply at
 every step; both SNN figures add ``t * FLOPs_l * E_MAC`` for them (the papers leave them out).

@@ -19,8 +19,9 @@ the formulas. :func:`energy_table` prices one head-step and one head (T steps):
   :mod:`golden.energy`);
 * **SIT**: FLOPs × spikes per neuron of the operands over the T steps × E_AC (SIT §4.1.2 as
   :mod:`golden.energy` applies it to a matmul-ECM: the spike rates of both operands add);
-* **ECMT**: the exact synaptic operations of both matmul-ECMs
-  (:func:`golden.attention.matmul_sops`) × E_AC.
+* **ECMT**: the synaptic operations of both matmul-ECMs by ECMT's own rule (its ``SOPMonitor``:
+  products counted where both operands are nonzero, :func:`golden.attention.matmul_sops`)
+  × E_AC.
 
 Energies per operation (45 nm, 0.9 V; Horowitz, "Computing's energy problem (and what we can do
 about it)", ISSCC 2014; see docs/decisions.md, "Energy of the attention core"): ``E_MAC = 4.6
@@ -148,8 +149,8 @@ def head_operations(core) -> dict[str, Operation]:
     si_norm_steps n²·(q + 2)                  1     N·e + v_init, then q + 1 divider stages
     prob_times_t  n²                          Wt−1  t·c as a sum of copies selected by t's bits
     mt_s          n²                          6     MT at the probabilities: t·c − (t−1)·c_(t−1),
-                                                    + V, two threshold increments (one on
-                                                    −V), V − emitted
+                                                    + V, the negation −V, two threshold
+                                                    increments (one on −V), V − emitted
     prob_sum      n²                          1     SA + A
     out_mac       2·n²·ch·lanes shift-adds    2     A_t·SV_t and SA_(t-1)·V_t per (i, j, dim.)
     out_sums      n²·ch·lanes                 1     SV + V, recomputed for every row

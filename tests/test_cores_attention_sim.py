@@ -233,3 +233,8 @@ def test_registry():
     assert (digits.config.tokens, digits.config.head_dim, digits.config.levels) == (16, 16, 8)
     with pytest.raises(ValueError, match=r"^head must be one of default, digits, not 'vit'$"):
         AttentionHead(head="vit")
+    with pytest.raises(ValueError, match=r"^head must be one of default, digits, not 'vit'$"):
+        AttentionHead(small_config(), head="vit")  # used to be ignored beside a config
+    with pytest.raises(ValueError, match=r"^give either config or head, not both "
+                                         r"\(head='digits'\)$"):
+        AttentionHead(small_config(), head="digits")

@@ -12,7 +12,7 @@ import torch
 from amaranth import Shape
 from amaranth.lib import memory
 
-from golden.attention import attention_head, matmul_sops
+from golden.attention import attention_head, decode_codes
 from hwgen.__main__ import main
 from hwgen.cores.attention import AttentionHead
 from hwgen.energy import (E_AC_PJ, E_MAC_PJ, add_energy_pj, energy_table, format_markdown,
@@ -174,7 +174,11 @@ def test_energy_table_models():
     assert sit["ops_per_head"] == pytest.approx(n * n * d * (s_rate + T))  # v fires always
     assert sit["pj_per_head"] == pytest.approx(sit["ops_per_head"] * 0.9)
     ecmt = rows["ECMT", "synaptic operations of both matmul-ECMs × E_AC"]
-    assert ecmt["ops_per_head"] == float(matmul_sops(s, v).sum())
+    # ECMT's rule with V and its running sums nonzero everywhere: each probability spike and
+    # each nonzero running probability meet d nonzero V entries, the spike twice (A_t B_t and
+    # A_t SB_t); the scores cost nothing.
+    running = torch.cumsum(decode_codes(s, cfg.s_exponents), dim=0)
+    assert ecmt["ops_per_head"] == d * (2 * (s != 0).sum() + (running != 0).sum())
     assert ecmt["pj_per_step"] == pytest.approx(ecmt["pj_per_head"] / T)
     assert table["codes"] == {"source": "given", "steps": T, "spikes_per_neuron": {
         "q": 0.0, "k": 0.0, "v": float(T), "s": s_rate}}

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from golden.attention import (HeadConfig, attention_head, check_codes, decode_codes,
-                              random_codes)
+                              matmul_sops, random_codes)
 from golden.ecm import ecm_matmul, ecm_matmul_int, ecm_unary, ecm_unary_int
 from golden.si_exp import shipped_table
 
@@ -245,3 +245,34 @@ def test_decode_codes_is_a_shift_per_sign():
     assert decode_codes(codes, (3, 3)).tolist() == codes.tolist()
     assert math.isclose(_config("tiny").score_constant[0] / 2 ** _config("tiny").score_constant[1],
                         0.7 * 2 ** (-2 + 0 + 12), rel_tol=2 ** -15)
+
+
+class _ECMTMonitoredAtNeuron:
+    """ECMT's AtNeuron with its SOPMonitor hook, step by step (trans_utils.py): the hook runs
+    after forward, so it sees the running sums with this step's spikes added."""
+
+    def __init__(self):
+        self.tot_a = self.tot_b = None
+
+    def step(self, a, b):
+        self.tot_a = a.clone() if self.tot_a is None else self.tot_a + a
+        self.tot_b = b.clone() if self.tot_b is None else self.tot_b + b
+        nz = lambda x: (x != 0).double()  # noqa: E731
+        return float((nz(a) @ nz(b) + nz(a) @ nz(self.tot_b) + nz(self.tot_a) @ nz(b)).sum())
+
+
+def test_matmul_sops_is_ecmt_sop_monitor():
+    # Smallest cases: a spike against a zero operand and a zero running sum costs nothing;
+    # at t = 1 a pair of spikes counts three times; a running sum that cancels drops out.
+    one = lambda *v: torch.tensor(v, dtype=torch.float64).reshape(-1, 1, 1)  # noqa: E731
+    assert matmul_sops(one(1), one(0)).tolist() == [0]
+    assert matmul_sops(one(1), one(1)).tolist() == [3]
+    assert matmul_sops(one(1, -1), one(1, 0)).tolist() == [3, 1]  # SA_2 = 0: only A_2 SB_2
+    generator = torch.Generator().manual_seed(3)
+    for density in (0.1, 0.5, 0.9):
+        a = random_codes((5, 2, 3, 4), 3, density, generator).double()
+        b = random_codes((5, 2, 4, 6), 3, density, generator).double()
+        neurons = [_ECMTMonitoredAtNeuron() for _ in range(2)]
+        want = [sum(neuron.step(a[t, h], b[t, h]) for h, neuron in enumerate(neurons))
+                for t in range(5)]
+        assert matmul_sops(a, b).tolist() == want

@@ -219,12 +219,14 @@ class AttentionHead(wiring.Component):
     are the divider latencies (:attr:`divider_latencies`, :func:`divider_plan`) and ``L_sm``
     the softmax row latency with max subtraction, ``2n + K + q + 10``, plus
     ``(n - 1)·(K - 1)``, and ``(n - 1)·q`` more to the row's last count, when
-    ``ch >= max(K, q + 1)`` selects the iterative softmax. The step ends with the last beat:
-    ``step_cycles = n·ch + (last row's beat) + 1``. With one output beat register,
+    ``ch >= max(K, q + 1)`` selects the iterative softmax. The next step's first beat is
+    accepted ch cycles after the last output beat: ``step_cycles = (n - 1)·ch + (last row's
+    beat) + ch``, and ``latency = step_cycles - ch``. With one output beat register,
     consecutive rows' output MACs start ``n·ch + Lo + 9`` cycles apart, so a step takes about
     ``n·ch + S_0 + L_sm + n·(n·ch + Lo + 9)``, i.e. ``n²·d / lanes + O(n·d / lanes + n·K +
-    n·log2 N + n·Lo)``: within the target ``2·n²·d / lanes + O(n·K + n·log2 N)`` (Lo is at
-    most n for lanes = 1 and grows with the log of the widths). Digits head (n = d = 16):
+    n·log2 N + n·Lo)``: within the target ``2·n²·d / lanes + O(n·K + n·log2 N)`` (Lo does not
+    depend on lanes: it grows with the output width and shrinks as n gives the divider more
+    cycles per value; 11 for the digits head, 4 for the default head). Digits head (n = d = 16):
     5,312 cycles at lanes 1 (2·n²·d = 8,192), 1,557 at lanes 4 (2,048), 693 at lanes 16
     (512 + 16·(K + log2 N) = 832).
 
@@ -238,17 +240,19 @@ class AttentionHead(wiring.Component):
         Dimensions per cycle in both MACs (1 to head_dim): each lane is a pair of code-driven
         shift-adds in either MAC and an output divider with its MT neuron.
     head : str
-        Named head used when config is None: "default" (n = 4, d_h = 4, T = 4, 4 levels:
+        Named head used when config is None (with a config, leave it at "default"): "default" (n = 4, d_h = 4, T = 4, 4 levels:
         :func:`default_head_config`) or "digits" (the digits ViT's head:
         :func:`digits_head_config`).
     """
 
     def __init__(self, config: HeadConfig | None = None, *, lanes: int = 1,
                  head: str = "default"):
+        if head not in HEADS:
+            raise ValueError(f"head must be one of {', '.join(HEADS)}, not {head!r}")
         if config is None:
-            if head not in HEADS:
-                raise ValueError(f"head must be one of {', '.join(HEADS)}, not {head!r}")
             config = HEADS[head]()
+        elif head != "default":
+            raise ValueError(f"give either config or head, not both (head={head!r})")
         if not isinstance(config, HeadConfig):
             raise TypeError(f"config must be a HeadConfig, not {type(config).__name__}")
         if config.softmax != "spiking":
