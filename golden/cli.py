@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 __all__ = ["CommandError", "Parser", "check_output_folder", "output_file", "output_folder",
@@ -64,14 +65,21 @@ def _checked(folder: Path) -> Path:
 
 def check_output_folder(folder: str | Path) -> Path:
     """``folder`` if it is a folder that can be written, or one that can be made (its nearest
-    existing ancestor is a writable folder); ValueError otherwise. Makes nothing."""
+    existing ancestor is a writable folder); ValueError otherwise. Leaves nothing behind: the
+    test creates and removes a temporary file in that folder, since permission bits do not
+    tell (root passes ``os.access`` on /proc and read-only mounts)."""
     folder = Path(folder)
     nearest = next(f for f in (folder, *folder.parents) if os.path.lexists(f))
     if not nearest.is_dir():
         raise ValueError(f"{nearest} exists and is not a folder")
-    if not os.access(nearest, os.W_OK | os.X_OK):
-        raise ValueError(f"cannot write to folder {folder}" if nearest == folder else
-                         f"cannot make folder {folder}: cannot write to folder {nearest}")
+    try:
+        with tempfile.TemporaryFile(dir=nearest):
+            pass
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise ValueError(f"cannot write to folder {folder} ({reason})" if nearest == folder else
+                         f"cannot make folder {folder}: cannot write to folder {nearest} "
+                         f"({reason})") from None
     return folder
 
 

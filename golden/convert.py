@@ -79,7 +79,7 @@ class ConversionConfig:
     percentiles: tuple[float, float] = (0.99, 0.01)  #: λp, λn calibration quantiles
     lambdas: dict = field(default_factory=lambda: {"s": (0.0125, 0.0125)})  #: fixed λ by site
     softmax: str = "exact"  #: "exact" (ECMT) or "spiking" (SIT)
-    softmax_input: str = "max"  #: spiking softmax input: "max" (subtract row max) or "sigmoid"
+    softmax_input: str = "max"  #: softmax input (either softmax): "max" (row max) or "sigmoid"
     K: int | None = None  #: SI-exp steps: the table's K, else 12 (shipped table for the range)
     N: int = 256  #: SI-norm input spikes
     rounding: str = "round"  #: SI-norm rounding (D6)

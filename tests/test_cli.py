@@ -209,6 +209,12 @@ def test_an_output_folder_that_cannot_be_made_is_refused_before_work(main, argv,
             main([*argv, str(path)])
         assert stop.value.code == 2
         assert "a_file exists and is not a folder" in capsys.readouterr().err
+    # /proc takes no new files, even from root, whose permission bits os.access trusts.
+    with pytest.raises(SystemExit) as stop:
+        main([*argv, "/proc/hwgen_out"])
+    assert stop.value.code == 2
+    assert (f"argument {argv[-1]}: cannot make folder /proc/hwgen_out: cannot write to folder "
+            f"/proc (") in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -4,6 +4,7 @@ the SI-norm divider against the spiking definition (exhaustive on small widths),
 checks. The bit-exact regressions on the emitted Verilog are in test_cocotb_softmax."""
 
 import dataclasses
+import math
 import random
 
 import pytest
@@ -321,6 +322,7 @@ WIDE_TABLE = SIExpTable(Format(16, 12), Format(52, 48), -4096, 4096, (0, 4096),
     (SIExp, {"K": 4, "lo": 1.0, "hi": 1.0}, ValueError,
      r"^lo must be less than hi, not lo=1, hi=1$"),
     (SIExp, {"K": 4, "lo": "low"}, TypeError, r"^lo must be a number, not 'low'$"),
+    (SIExp, {"K": 4, "hi": math.nan}, ValueError, r"^hi must be a finite number, not nan$"),
     (SIExp, {"K": 4, "table": 3}, TypeError,
      r"^table must be an SIExpTable, a path to a table JSON or None, not 3$"),
     (SIExp, {"K": 4, "table": ""}, ValueError,

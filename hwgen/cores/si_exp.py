@@ -15,6 +15,8 @@ way (``x`` below ``lo``, above ``hi`` or in range, all three compared in paralle
 
 from __future__ import annotations
 
+import math
+
 from numbers import Real
 from pathlib import Path
 
@@ -33,6 +35,8 @@ VARIANTS = ("unrolled", "iterative")
 def _check_real(name: str, value) -> float:
     if isinstance(value, bool) or not isinstance(value, Real):
         raise TypeError(f"{name} must be a number, not {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, not {value!r}")
     return float(value)
 
 
