@@ -103,7 +103,13 @@ class HeadConfig:
         check_int("scale_bits", self.scale_bits, minimum=2, maximum=30)
         for name in ("q_exponents", "k_exponents", "v_exponents", "s_exponents",
                      "out_exponents"):
-            _check_exponents(name, getattr(self, name))
+            ep, en = _check_exponents(name, getattr(self, name))
+            # Codes are decoded in units of the smaller λ (decode_codes).
+            if self.levels - 1 + abs(ep - en) > 62:
+                raise ValueError(f"{name} = {(ep, en)} with levels = {self.levels}: a code "
+                                 f"reaches 2**{self.levels - 1 + abs(ep - en)} in units of "
+                                 f"the smaller λ, beyond int64 (|ep - en| + levels - 1 must "
+                                 f"be at most 62)")
         check_exp_table(self.table)
         if self.softmax not in SOFTMAXES:
             raise ValueError(f"softmax must be one of {', '.join(SOFTMAXES)}, not {self.softmax!r}")

@@ -224,6 +224,11 @@ def test_head_config_and_codes_are_checked():
                                          r"t \* 2\*\*\d+, beyond int64"):
         HeadConfig(**{**c.__dict__, "q_exponents": (-30, -30), "k_exponents": (-30, -30)})
     HeadConfig(**{**c.__dict__, "q_exponents": (-20, -20), "k_exponents": (-20, -20)})
+    with pytest.raises(ValueError, match=r"^v_exponents = \(40, -40\) with levels = 3: a code "
+                                         r"reaches 2\*\*82 in units of the smaller λ, beyond "
+                                         r"int64 \(\|ep - en\| \+ levels - 1 must be at most "
+                                         r"62\)$"):
+        HeadConfig(**{**c.__dict__, "v_exponents": (40, -40)})  # used to overflow in decoding
     with pytest.raises(ValueError, match="not an MT code"):
         check_codes("q_codes", torch.tensor([0, 3]), 3)
     with pytest.raises(ValueError, match="not an MT code"):
