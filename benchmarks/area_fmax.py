@@ -60,8 +60,10 @@ def measure(cores, devices, seeds, targets):
             row = {
                 "core": core_name, "params": params, "device": device, "seeds": list(seeds),
                 "fmax_mhz_median": statistics.median(fmax), "fmax_mhz_all": fmax,
+                "synthesis_flow": runs[0]["synthesis_flow"],
                 "core_resources": runs[0]["core_synthesis"],
                 "wrapper_utilisation": runs[0]["wrapper_place_and_route"]["utilisation"],
+                "tools": runs[0]["tools"],
             }
             target = targets.get((core_name, device))
             if target is not None:
@@ -69,9 +71,10 @@ def measure(cores, devices, seeds, targets):
                 row["meets_target"] = row["fmax_mhz_median"] >= target
             rows.append(row)
             res = row["core_resources"]
-            print(f"{core_name:>8} {device:>9}: Fmax {row['fmax_mhz_median']:7.1f} MHz "
-                  f"(seeds {', '.join(f'{f:.1f}' for f in fmax)})"
-                  + (f", target {target:g}" if target else "")
+            print(f"{core_name:>8} {device:>9}: Fmax {row['fmax_mhz_median']:7.2f} MHz "
+                  f"(seeds {', '.join(f'{f:.2f}' for f in fmax)})"
+                  + (f", target {target:g} ({'meets' if row['meets_target'] else 'MISSES'})"
+                     if target else "")
                   + f"; LUT {res['luts']} FF {res['flip_flops']} carry {res['carry']} "
                     f"RAM {res['ram_blocks']} LUT-RAM {res['distributed_ram']} DSP {res['dsp']}",
                   flush=True)

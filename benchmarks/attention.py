@@ -16,6 +16,7 @@ wrapper adds about one flip-flop per port bit: 433 in, 145 out for this head).
 from __future__ import annotations
 
 import math
+import statistics
 
 import record  # puts the repository on sys.path; the shared command line and record
 from area_fmax import Distinct, placer_seed
@@ -36,7 +37,13 @@ def run(lanes: int, device: str, seeds: list[int]) -> list[dict]:
     try:
         reports = report_core_over_seeds(core, device, name="attention_core", seeds=seeds)
     except ToolError as failure:
-        rows = [{**common, "seeds": seeds, "completed": False, "error": str(failure)}]
+        # Place and route failed (the core may not fit); synthesis figures survive if it got
+        # that far.
+        row = {**common, "seeds": seeds, "completed": False, "error": str(failure)}
+        if hasattr(failure, "core_synthesis"):
+            row.update(synthesis_flow=failure.synthesis_flow,
+                       core_resources=failure.core_synthesis)
+        rows = [row]
         core._MustUse__silence = True
     else:
         rows = []
@@ -45,16 +52,24 @@ def run(lanes: int, device: str, seeds: list[int]) -> list[dict]:
             rows.append({**common, "seed": pnr["seed"], "completed": True,
                          "synthesis_flow": r["synthesis_flow"],
                          "core_resources": r["core_synthesis"],
-                         "wrapper_utilisation": pnr["utilisation"], "fmax_mhz": pnr["fmax_mhz"]})
+                         "wrapper_utilisation": pnr["utilisation"], "fmax_mhz": pnr["fmax_mhz"],
+                         "tools": r["tools"]})
     for row in rows:
-        res = row.get("core_resources", {})
+        res = row.get("core_resources")
+        resources = (f"LUT {res['luts']} FF {res['flip_flops']} carry {res['carry']} "
+                     f"RAM {res['ram_blocks']} LUT-RAM {res['distributed_ram']} DSP {res['dsp']} "
+                     f"({row['synthesis_flow']} flow)" if res else "no synthesis figures")
         print(f"attention digits lanes {lanes:>2} {device:>9}: {row['step_cycles']:>6} "
               f"cycles/step (2n²d/lanes {row['target_main_term']}); "
-              + (f"seed {row['seed']}: Fmax {row['fmax_mhz']:.1f} MHz; LUT {res['luts']} "
-                 f"FF {res['flip_flops']} carry {res['carry']} RAM {res['ram_blocks']} "
-                 f"LUT-RAM {res['distributed_ram']} DSP {res['dsp']} "
-                 f"({row['synthesis_flow']} flow)" if row["completed"]
-                 else f"no result: {row['error'].splitlines()[0]}"), flush=True)
+              + (f"seed {row['seed']}: Fmax {row['fmax_mhz']:.2f} MHz; {resources}"
+                 if row["completed"]
+                 else f"{resources}; no place and route: {row['error'].splitlines()[0]}"),
+              flush=True)
+    done = [row["fmax_mhz"] for row in rows if row["completed"]]
+    if len(done) > 1:
+        print(f"attention digits lanes {lanes:>2} {device:>9}: median Fmax "
+              f"{statistics.median(done):.2f} MHz over seeds {', '.join(map(str, seeds))}",
+              flush=True)
     return rows
 
 

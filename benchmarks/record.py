@@ -1,7 +1,7 @@
 """What the benchmark scripts share: the repository on ``sys.path`` (so that a script run as
 ``python benchmarks/NAME.py`` imports ``golden`` and ``hwgen``), a command line whose ``--out``
 defaults to ``build/benchmarks/NAME.json``, and the JSON record they write, which starts with
-the command that made it."""
+the command that made it and the git commit of the code."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from golden.cli import output_file, write_output  # noqa: E402  (needs the path above)
+from hwgen.report import source_commit  # noqa: E402
 
 
 def parser(script: str, doc: str) -> argparse.ArgumentParser:
@@ -35,5 +36,7 @@ def write(p: argparse.ArgumentParser, args: argparse.Namespace, argv, result: di
     arguments when it is None)."""
     out = Path(args.out)  # checked when the command line was parsed; its folder is made here
     command = " ".join([p.prog, *(sys.argv[1:] if argv is None else argv)])
-    write_output(out, json.dumps({"command": command, **result}, indent=2) + "\n")
+    write_output(out, json.dumps({"command": command, "commit": source_commit(), **result},
+                                 indent=2) + "\n")
     print(f"wrote {out}")
+

@@ -494,7 +494,8 @@ class SpikingAttentionCore(nn.Module):
                 p = ecm_unary(scores, lambda s: self._softmax(s, mask))
                 sv = self.s.values(p)
                 out = self.out.values(ecm_matmul(sv, vv))
-                q_values, k_values, v_values, s_values = qv, kv, vv, sv
+                sops = {"scores": matmul_sops(qv, kv.transpose(-2, -1)),
+                        "output": matmul_sops(sv, vv)}
             else:
                 if mask is not None:
                     raise NotImplementedError(f"{self.name}: attention masks are supported in "
@@ -505,10 +506,7 @@ class SpikingAttentionCore(nn.Module):
                 v_codes = self.v.codes(vt, -af)
                 config = self.head_config(qt.shape[-2], qt.shape[-1])
                 res = ctx.head_function(q_codes, k_codes, v_codes, config)
-                q_values, k_values, v_values, s_values = (
-                    decode_codes(codes, exponents) for codes, exponents in (
-                        (q_codes, config.q_exponents), (k_codes, config.k_exponents),
-                        (v_codes, config.v_exponents), (res.s_codes, config.s_exponents)))
+                sops = res.sops
                 if stats is not None:
                     self.s._count(res.s_codes)
                     self.out._count(res.out)
@@ -518,10 +516,9 @@ class SpikingAttentionCore(nn.Module):
                 n, d = qt.shape[-2], qt.shape[-1]
                 per_sample = qt[0].numel() // (qt.shape[1] * n * d)  # heads
                 stats.layer(f"{self.name}:scores", "matmul", per_sample * n * n * d,
-                            matmul_sops(q_values, k_values.transpose(-2, -1)),
-                            (self.q.name, self.k.name))
+                            sops["scores"], (self.q.name, self.k.name))
                 stats.layer(f"{self.name}:output", "matmul", per_sample * n * n * d,
-                            matmul_sops(s_values, v_values), (self.s.name, self.v.name))
+                            sops["output"], (self.s.name, self.v.name))
             return ctx.folded(out)
         finally:
             ctx.batch_dim = saved

@@ -77,12 +77,20 @@ def ecm_matmul_int(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     t = steps_like(a, torch.int64)
     for x in (a, b):
         if max_magnitude(x) * x.shape[0] > INT64_MAX:
-            raise ValueError(f"ecm_matmul_int: {x.shape[0]} steps of values up to {max_magnitude(x)} "
-                             f"can sum beyond int64")
+            raise ValueError(f"ecm_matmul_int: {x.shape[0]} steps of values up to "
+                             f"{max_magnitude(x)} can sum beyond int64")
     SA, SB = torch.cumsum(a, dim=0), torch.cumsum(b, dim=0)
-    bound = max_magnitude(SA) * max_magnitude(SB) * a.shape[-1]
+    sa, sb = max_magnitude(SA), max_magnitude(SB)
+    bound = sa * sb * a.shape[-1]
     if bound > INT64_MAX:
-        raise ValueError(f"ecm_matmul_int: running sums up to {max_magnitude(SA)} and {max_magnitude(SB)} "
-                         f"over {a.shape[-1]} terms can reach {bound}, beyond int64")
-    P = SA @ SB
-    return cumulative_difference(torch.div(P, t, rounding_mode="floor"))
+        raise ValueError(f"ecm_matmul_int: running sums up to {sa} and {sb} over "
+                         f"{a.shape[-1]} terms can reach {bound}, beyond int64")
+    C = torch.div(SA @ SB, t, rounding_mode="floor")
+    out = cumulative_difference(C)
+    if 2 * max_magnitude(C) > INT64_MAX:
+        # A difference of two values of opposite sign wrapped iff its sign is not the first's.
+        wrapped = ((C[1:] ^ C[:-1]) < 0) & ((out[1:] ^ C[1:]) < 0)
+        if wrapped.any():
+            raise ValueError(f"ecm_matmul_int: cumulative products up to {max_magnitude(C)} "
+                             f"differ by more than int64 holds between two steps")
+    return out

@@ -31,7 +31,7 @@ from boards.dfu import append_dfu_suffix
 from golden.fixed import check_int
 
 from .cores import core_parameters, make_core
-from .report import MAX_PLACER_SEED, ToolError, log_tail
+from .report import MAX_PLACER_SEED, ToolError, log_tail, source_commit
 from .selftest import (SelfTest, SelfTestVectors, attention_selftest_vectors,
                        neuron_selftest_vectors, softmax_selftest_vectors)
 
@@ -178,7 +178,8 @@ def build(board: str = "icebreaker", design: str = "if-selftest",
         (achieved, slowest clock), ``clock_mhz`` (the board clock, which is the constraint),
         ``meets_clock``, ``bitstream`` (``file`` name in ``out_dir``, ``bytes``, ``dfu_suffix``: whether
         the file ends in the DFU suffix of a board loaded over DFU),
-        ``seed``, ``out_dir`` and ``elapsed_s`` (wall time of the whole call).
+        ``seed``, ``commit`` (``git describe`` of the code, None outside a checkout),
+        ``out_dir`` and ``elapsed_s`` (wall time of the whole call).
     """
     start = time.monotonic()
     target = get_board(board)
@@ -246,6 +247,7 @@ def build(board: str = "icebreaker", design: str = "if-selftest",
         "bitstream": {"file": bitstream.name, "bytes": bitstream.stat().st_size,
                       "dfu_suffix": target.dfu_ids is not None},
         "seed": seed,
+        "commit": source_commit(),
         "out_dir": str(out_dir),
         "elapsed_s": round(time.monotonic() - start, 1),
     }

@@ -34,7 +34,8 @@ from golden.fixed import check_int
 
 from .ooc import OutOfContext
 
-__all__ = ["ToolError", "report_core", "report_core_over_seeds", "run_tool", "tool_versions"]
+__all__ = ["ToolError", "report_core", "report_core_over_seeds", "run_tool", "source_commit",
+           "tool_versions"]
 
 
 #: Largest placer seed: nextpnr takes a signed 32-bit seed.
@@ -98,6 +99,17 @@ def run_tool(command: str, args: list[str], *, cwd: Path, log: Path, step: str) 
                         f"last lines of {log}:\n{log_tail(log)}")
 
 
+def source_commit() -> str | None:
+    """``git describe --always --dirty`` of the checkout this package runs from (which code
+    made a report), or None outside a git checkout."""
+    try:
+        run = subprocess.run(["git", "-C", str(Path(__file__).resolve().parents[1]), "describe",
+                              "--always", "--dirty"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (run.stdout.strip() or None) if run.returncode == 0 else None
+
+
 def tool_versions(device: Device) -> dict[str, str]:
     """Version banners of yosys and of the device's nextpnr, and of their PyPI packages."""
     versions = {}
@@ -158,7 +170,9 @@ def report_core(core, device: str, *, name: str = "core", seed: int = 1,
         ``cells`` by yosys type), ``wrapper_place_and_route`` (the wrapped core: nextpnr
         ``utilisation`` per bel type as ``{"used", "available"}``, ``fmax_mhz``, ``clock``,
         ``seed``, the wrapper's ``shift_register_bits`` and ``captured_output_bits``), ``tools``
-        (version banners) and ``elapsed_s``.
+        (version banners), ``commit`` (``git describe`` of the code) and ``elapsed_s``. A
+        place-and-route failure raises :class:`ToolError` carrying ``core_synthesis`` and
+        ``synthesis_flow``.
     """
     return report_core_over_seeds(core, device, name=name, seeds=[seed], work_dir=work_dir)[0]
 
@@ -233,18 +247,23 @@ def _report(core, dev: Device, name: str, seeds: list[int], work: Path) -> list[
         "what": f"core alone, yosys {dev.synth_command} + stat (the core's own cost)",
         **_core_resources(stat, dev.family),
     }
-    tools = tool_versions(dev)
+    tools, commit = tool_versions(dev), source_commit()
     unconstrained = "--pcf-allow-unconstrained" if dev.family == "ice40" else \
         "--lpf-allow-unconstrained"
     reports = []
     for seed in seeds:
         started = time.monotonic()
         stem = f"{wrapper_name}_seed{seed}"
-        run_tool(dev.nextpnr, [
-            *dev.nextpnr_args, "--json", f"{wrapper_name}.json", unconstrained,
-            "--seed", str(seed), "--report", f"{stem}_pnr.json", "--timing-allow-fail",
-        ], cwd=work, log=work / f"{stem}_nextpnr.log",
-            step=f"nextpnr place and route, wrapped core, seed {seed}")
+        try:
+            run_tool(dev.nextpnr, [
+                *dev.nextpnr_args, "--json", f"{wrapper_name}.json", unconstrained,
+                "--seed", str(seed), "--report", f"{stem}_pnr.json", "--timing-allow-fail",
+            ], cwd=work, log=work / f"{stem}_nextpnr.log",
+                step=f"nextpnr place and route, wrapped core, seed {seed}")
+        except ToolError as failure:
+            # A core too large for the part still has its synthesis figures: keep them.
+            failure.core_synthesis, failure.synthesis_flow = core_synthesis, flow
+            raise
         pnr = json.loads((work / f"{stem}_pnr.json").read_text())
         clock, fmax = _fmax(pnr)
         reports.append({
@@ -258,13 +277,14 @@ def _report(core, dev: Device, name: str, seeds: list[int], work: Path) -> list[
                         "utilisation includes the wrapper, Fmax is the core's "
                         "register-to-register paths",
                 "utilisation": pnr["utilization"],
-                "fmax_mhz": round(fmax, 2),
+                "fmax_mhz": fmax,  # as nextpnr gives it: targets are judged on this
                 "clock": clock,
                 "seed": seed,
                 "shift_register_bits": wrapper.input_bits,
                 "captured_output_bits": wrapper.output_bits,
             },
             "tools": tools,
+            "commit": commit,
             "elapsed_s": round(synthesis_s + time.monotonic() - started, 1),
         })
     return reports

@@ -291,7 +291,9 @@ def _segment(inputs, outputs, steps, config, *, stalls, seed, reset_after=None,
     return plan_segment(inputs, outputs, valid_prob=stalls[0], ready_prob=stalls[1], seed=seed,
                         reset_after=reset_after, reset_at_end=reset_at_end, skip_idle=True,
                         record_cycles=record,
-                        max_cycles=max(1, steps) * max_cycles_per_step(config))
+                        max_cycles=max(1, steps) * max_cycles_per_step(config),
+                        # Output beats of a step can be a row's MAC apart: watch a whole step.
+                        drain_cycles=config.tokens ** 2 * config.head_dim + 2000)
 
 
 def _compare(name: str, where: str, codec: _Codec, heads: list[Head], n: int,

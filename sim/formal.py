@@ -7,10 +7,13 @@ free in every cycle; ``o.ready`` is assumed high, so each accepted beat leaves e
 ``latency`` cycles later, and a shift register of that depth carries each accepted ``(e, vth)``
 beside the pipeline. It asserts, every cycle: ``o.valid`` equals the delayed transfer, and a
 valid output carries ``c = floor((N·e + v_init) / vth)`` (0 for ``vth = 0``), assuming
-``e <= vth`` as the core's contract does. A bounded model check of depth ``latency + 2·(q + 1)
+``e <= vth`` as the core's contract does; and that a beat offered on ``i`` is taken within
+``1 / throughput`` cycles (one for the pipelined variant, q + 1 for the iterative one), so a
+core that stops accepting beats fails too. A bounded model check of depth ``latency + 2·(q + 1)
 + 2`` from reset therefore covers every input value in every pipeline position and, for the
-iterative variant, two beats in a row; resets may fall in any cycle. Stalls on the output are
-left to the simulations (tests/test_cocotb_softmax.py).
+iterative variant, two beats in a row; resets may fall in any cycle. With ``o.ready`` held
+high, nothing here is proven about back-pressure: a stalled output beat is left to the
+simulations (tests/test_cocotb_softmax.py and the stream rule that sim/tb_stream.py checks).
 
 The solver's time grows steeply with the widths: seconds for ``e_width`` up to 6 and N up to
 16, more than 10 minutes for the softmax's own widths (16 bits, N = 256), whose SI-norm is
@@ -27,7 +30,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from amaranth import ClockDomain, Elaboratable, Module, Signal
+from amaranth import ClockDomain, Elaboratable, Module, Mux, Signal
 from amaranth.back import rtlil
 from amaranth.hdl import Assert, Assume
 
@@ -70,6 +73,16 @@ class SINormProperty(Elaboratable):
         m.d.comb += Assert(o.valid == taken[depth])
         with m.If(o.valid):
             m.d.comb += Assert(o.payload.c == want)
+
+        # Progress: an offered beat is taken within the documented interval (1 / throughput
+        # cycles), so a core that stops accepting cannot pass by never producing output.
+        interval = round(1 / core.throughput)
+        waited = Signal(range(interval + 1))
+        with m.If(i.valid & ~i.ready):
+            m.d.sync += waited.eq(Mux(waited == interval, interval, waited + 1))
+        with m.Else():
+            m.d.sync += waited.eq(0)
+        m.d.comb += Assert(waited < interval)
         return m
 
 

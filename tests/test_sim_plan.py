@@ -12,7 +12,7 @@ from sim.runner import plan_segment, run_plan, verilator_model
 def test_segment_fields_and_cycle_budget():
     s = plan_segment([1, 2, 3, 4], 4, valid_prob=0.5, ready_prob=0.25, seed=7, reset_after=2)
     assert s == {"inputs": [1, 2, 3, 4], "outputs": 4, "valid_prob": 0.5, "ready_prob": 0.25,
-                 "seed": 7, "reset_after": 2, "max_cycles": 4 * 16 + 2000}
+                 "seed": 7, "reset_after": 2, "max_cycles": 4 * 16 + 2000, "drain_cycles": 32}
     # A core that takes 3 cycles per input gets three times the budget for its inputs.
     assert plan_segment([0] * 100, 100, cycles_per_input=3)["max_cycles"] == 4 * 300 + 2000
     # An explicit budget and the optional flags are passed through.
@@ -66,6 +66,12 @@ def test_testbench_sees_extra_beats_after_the_last_expected_one(tmp_path):
     assert [r["outputs"] for r in good] == [beats, beats]
     bad = run_plan(verilator_model(_Echo("extra"), "echo_extra"), segments, tmp_path / "bad")
     assert [r["outputs"] for r in bad] == [beats + [0xFF], beats + [0xFF]]
+    # Also when the expected outputs are all out before the last input (none expected here)
+    # and the testbench sleeps through idle cycles.
+    early = [plan_segment([5], 0, skip_idle=True),
+             plan_segment([5, 6], 1, valid_prob=0.2, seed=4, skip_idle=True)]
+    got = run_plan(verilator_model(_Echo(), "echo"), early, tmp_path / "early")
+    assert [r["outputs"] for r in got] == [[5], [5, 6]]
 
 
 def test_testbench_fails_on_a_withdrawn_output_beat(tmp_path, capfd):
