@@ -176,8 +176,8 @@ def build(board: str = "icebreaker", design: str = "if-selftest",
         attention head; seed),
         ``utilisation`` (per nextpnr bel type, ``{"used", "available"}``), ``fmax_mhz``
         (achieved, slowest clock), ``clock_mhz`` (the board clock, which is the constraint),
-        ``meets_clock``, ``bitstream`` (``file`` name in ``out_dir``, ``bytes``, ``dfu_suffix``: whether
-        the file ends in the DFU suffix of a board loaded over DFU),
+        ``meets_clock``, ``bitstream`` (``file`` name in ``out_dir``, ``bytes``,
+        ``dfu_suffix``: whether the file ends in the DFU suffix of a board loaded over DFU),
         ``seed``, ``commit`` (``git describe`` of the code, None outside a checkout),
         ``out_dir`` and ``elapsed_s`` (wall time of the whole call).
     """

@@ -9,8 +9,8 @@ q/k/v codes, with the HeadConfig of that layer). Heads run back to back restarti
 ``first``, under random valid/ready stalls, with resets between some heads (the next head
 sometimes without ``first``), two heads cut by a reset in mid-step, and a timed segment without
 stalls. Every output beat is compared bit for bit (codes and ``last``). Measured figures
-(cycles per step and latency, each asserted equal to the core's formula, heads, beats, wall time) go to
-build/sim/attention_<set>.json and build/sim/attention_whole_model.json.
+(cycles per step and latency, each asserted equal to the core's formula, heads, beats, wall
+time) go to build/sim/attention_<set>.json and build/sim/attention_whole_model.json.
 """
 
 import json

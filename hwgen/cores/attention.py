@@ -240,9 +240,9 @@ class AttentionHead(wiring.Component):
         Dimensions per cycle in both MACs (1 to head_dim): each lane is a pair of code-driven
         shift-adds in either MAC and an output divider with its MT neuron.
     head : str
-        Named head used when config is None (with a config, leave it at "default"): "default" (n = 4, d_h = 4, T = 4, 4 levels:
-        :func:`default_head_config`) or "digits" (the digits ViT's head:
-        :func:`digits_head_config`).
+        Named head used when config is None (with a config, leave it at "default"):
+        "default" (n = 4, d_h = 4, T = 4, 4 levels: :func:`default_head_config`) or "digits"
+        (the digits ViT's head: :func:`digits_head_config`).
     """
 
     def __init__(self, config: HeadConfig | None = None, *, lanes: int = 1,
