@@ -39,4 +39,3 @@ def write(p: argparse.ArgumentParser, args: argparse.Namespace, argv, result: di
     write_output(out, json.dumps({"command": command, "commit": source_commit(), **result},
                                  indent=2) + "\n")
     print(f"wrote {out}")
-

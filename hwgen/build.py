@@ -27,7 +27,7 @@ from amaranth.lib import io
 from amaranth.utils import ceil_log2
 
 from boards import Board, get_board
-from boards.dfu import append_dfu_suffix
+from boards.dfu import append_dfu_suffix, has_dfu_suffix
 from golden.fixed import check_int
 
 from .cores import core_parameters, make_core
@@ -245,7 +245,7 @@ def build(board: str = "icebreaker", design: str = "if-selftest",
         "meets_clock": fmax >= clock_mhz,
         "clock_net": clock_name,
         "bitstream": {"file": bitstream.name, "bytes": bitstream.stat().st_size,
-                      "dfu_suffix": target.dfu_ids is not None},
+                      "dfu_suffix": has_dfu_suffix(bitstream.read_bytes())},
         "seed": seed,
         "commit": source_commit(),
         "out_dir": str(out_dir),

@@ -14,7 +14,7 @@ the design drives its own 10 ns clock (:func:`sim.runner.verilator_model` with
      "reset_after": int | null,   # assert reset once this many inputs were accepted
      "max_cycles": int,           # give up (fail) after this many cycles
      "drain_cycles": int,         # watch this long for extra beats after the last expected
-                                  # one (not after reset_after); default 32
+                                  # one (not after reset_after)
      # optional (absent = false):
      "reset_at_end": bool,        # assert reset once the segment is done (all in, all out)
      "skip_idle": bool,           # sleep through cycles where nothing can happen (below)
@@ -49,7 +49,6 @@ from cocotb.triggers import First, ReadOnly, RisingEdge, Timer
 from cocotb.utils import get_sim_steps, get_sim_time
 
 PERIOD_NS = 10
-DRAIN_CYCLES = 32
 
 
 async def _reset(dut):
@@ -70,7 +69,7 @@ async def _run_segment(dut, segment):
     skip_idle = segment.get("skip_idle", False)
     record = segment.get("record_cycles", False)
     p_valid, p_ready = segment["valid_prob"], segment["ready_prob"]
-    drain_cycles = segment.get("drain_cycles", DRAIN_CYCLES)
+    drain_cycles = segment["drain_cycles"]
     i_valid, i_ready, i_payload = dut.i__valid, dut.i__ready, dut.i__payload
     o_valid, o_ready, o_payload = dut.o__valid, dut.o__ready, dut.o__payload
     clock_edge, settled = RisingEdge(dut.clk), ReadOnly()

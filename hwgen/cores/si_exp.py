@@ -16,7 +16,6 @@ way (``x`` below ``lo``, above ``hi`` or in range, all three compared in paralle
 from __future__ import annotations
 
 import math
-
 from numbers import Real
 from pathlib import Path
 
