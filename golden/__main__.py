@@ -18,16 +18,15 @@ import math
 import sys
 from pathlib import Path
 
-import torch
-
 from .cli import Parser, output_file, output_folder, run
-from .fixed import Format, check_int
-from .if_neuron import IFConfig, if_neuron, if_neuron_float
-from .mt_neuron import MTConfig, mt_decode, mt_neuron, mt_neuron_float
-from .si_exp import TARGETS
+
+# The commands import torch and the models when they run, so that --help and argument errors
+# answer at once. These are the keys of golden.si_exp.TARGETS (tests/test_cli.py checks it).
+_TARGET_NAMES = ("exp", "sigmoid", "tanh", "silu", "gelu")
 
 
-def _inputs(args, fmt: Format) -> tuple[torch.Tensor, torch.Tensor]:
+def _inputs(args, fmt):
+    import torch
     try:
         values = [float(v) for v in args.x.split(",")]
     except ValueError:
@@ -44,7 +43,7 @@ def _inputs(args, fmt: Format) -> tuple[torch.Tensor, torch.Tensor]:
     return real, fmt.quantise(real)
 
 
-def _positive_level(fmt: Format, option: str, value: float) -> int:
+def _positive_level(fmt, option: str, value: float) -> int:
     """A threshold or base level given as a real: at least one LSB of ``fmt``."""
     q = fmt.quantise_scalar(option, value)
     if q < 1:
@@ -67,6 +66,10 @@ _NEURON_DEFAULTS = {"threshold": 1.0, "lambda_pos": 1.0, "lambda_neg": 1.0, "lev
 
 
 def _neuron(args):
+    import torch
+    from .fixed import Format, check_int
+    from .if_neuron import IFConfig, if_neuron, if_neuron_float
+    from .mt_neuron import MTConfig, mt_decode, mt_neuron, mt_neuron_float
     for neuron, options in _NEURON_OPTIONS.items():
         given = [o for o in options if getattr(args, o) is not None]
         if neuron != args.neuron and given:
@@ -111,7 +114,8 @@ def _neuron(args):
 
 
 def _si_exp_fit(args):
-    from .si_exp import table_path
+    import torch
+    from .si_exp import TARGETS, table_path
     from .si_exp_fit import fit_si_exp
     lo, hi = args.range
     command = f"python -m golden si-exp fit --K {args.K} --range {lo:g} {hi:g} --seed {args.seed}"
@@ -180,6 +184,7 @@ def _plots(args):
 
 
 def _vit_digits(args):
+    import torch
     from .digits_experiment import format_table, run_experiment, write_outputs
     spiking = {name: value for name, value in (("K", args.K), ("N", args.N)) if value is not None}
     if spiking and args.softmax == "exact":
@@ -241,7 +246,7 @@ def parser() -> argparse.ArgumentParser:
                         "trainer's)")
     q.add_argument("-o", "--output", type=output_file,
                    help="table file (default: the shipped table's path)")
-    q.add_argument("--target", choices=list(TARGETS), default="exp",
+    q.add_argument("--target", choices=_TARGET_NAMES, default="exp",
                    help="function the table approximates (default: exp; the others need -o)")
     q.add_argument("--force", action="store_true", help="overwrite an existing file")
     q.set_defaults(run=_si_exp_fit)

@@ -534,8 +534,10 @@ def parameter_sets() -> dict[str, ParameterSet]:
         "small": ParameterSet(small_config, 1, doc="n = 4, d_h = 4, T = 4, 3 levels"),
         "small_lanes2": ParameterSet(
             lambda: small_config(tokens=3, head_dim=5, time_steps=5, levels=4,
-                                 rounding="floor", out_exponents=(-1, -2)), 2,
-            doc="n = 3, d_h = 5, lanes 2 (the last chunk has one lane idle), floor rounding"),
+                                 rounding="floor", out_exponents=(-1, -2),
+                                 score_scale=5 ** -0.5), 2,
+            doc="n = 3, d_h = 5, lanes 2 (the last chunk has one lane idle), floor rounding, "
+                "score scale 1/sqrt(5) (a constant of six signed digits)"),
         "digits": ParameterSet(None, 1, digits_layer=0,
                                doc="the digits ViT's first layer: n = d_h = 16, 8 levels, "
                                    "T = 8, lanes 1"),

@@ -369,3 +369,24 @@ def test_attention_check_refuses_options_it_would_ignore(argv, message, monkeypa
                         lambda *a, **k: pytest.fail("ran"))
     assert attention_check_main([*argv, "--out", str(tmp_path)]) == 2
     assert capsys.readouterr().err == f"error: {message}\n"
+
+
+@pytest.mark.parametrize("package", ["golden", "hwgen"])
+def test_help_and_argument_errors_do_not_import_torch(package):
+    # Help and bad arguments answer at once: torch takes over a second to import.
+    code = (f"import sys\nfrom {package}.__main__ import main\n"
+            "for argv in (['--help'], ['no-such-command']):\n"
+            "    try:\n"
+            "        main(argv)\n"
+            "    except SystemExit as stop:\n"
+            "        print(stop.code)\n"
+            "print(sorted(m for m in ('torch', 'amaranth') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-3:] == ["0", "2", "[]"]
+
+
+def test_golden_target_names_are_the_si_exp_targets():
+    from golden.__main__ import _TARGET_NAMES
+    from golden.si_exp import TARGETS
+    assert _TARGET_NAMES == tuple(TARGETS)

@@ -60,6 +60,9 @@ CONFIGS = {
     "n3d4L3_lanes2": (config(tokens=3, time_steps=5, score_scale=1.0), 2),
     "n2d3L4_lanes2": (config(tokens=2, head_dim=3, levels=4, rounding="floor",
                              out_exponents=(-1, -2)), 2),
+    # M = 45875 has nine signed digits, the lowest negative: the constant multiplier's
+    # subtractions (every other set scales by a power of two).
+    "n4d4L3_scale035": (config(score_scale=0.35), 1),
     # max(K, log2 N + 1) = 4 <= ceil(d / lanes): the softmax is the iterative variant.
     "n5d4K3N8_iterative": (config(tokens=5, table=make_test_table(3, -8.0, 0.0), N=8), 1),
 }

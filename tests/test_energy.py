@@ -124,9 +124,10 @@ def test_counts_by_hand():
 
 
 def test_score_constant_adds_are_its_signed_digits():
-    # The core multiplies by M with one add per nonzero digit of its non-adjacent form.
-    for head in ("default", "digits"):
-        core = AttentionHead(head=head)
+    # The core multiplies by M with an add per nonzero digit of its non-adjacent form after
+    # the top one, then adds the rounding term. M = 45875's lowest digit is negative.
+    cores = [AttentionHead(head=head) for head in ("default", "digits")]
+    for core in cores + [AttentionHead(small_config(score_scale=0.35))]:
         M, _ = core.config.score_constant
         digits = core.score_constant_digits
         assert sum(sign << shift for sign, shift in digits) == M

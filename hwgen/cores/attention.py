@@ -550,9 +550,11 @@ class AttentionHead(wiring.Component):
         return total
 
     def _times_M(self, value):
-        """``value · M`` as a signed-digit sum of shifted copies."""
-        total = C(0, 1)
-        for sign, shift in self.score_constant_digits:
+        """``value · M`` as a signed-digit sum of shifted copies: w(M) − 1 adds. The top digit
+        of a positive M is +1 and starts the sum, so no copy needs a negation of its own."""
+        (_, shift), *rest = reversed(self.score_constant_digits)
+        total = value << shift
+        for sign, shift in rest:
             total = total + (value << shift) if sign > 0 else total - (value << shift)
         return total
 
