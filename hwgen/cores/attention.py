@@ -551,10 +551,10 @@ class AttentionHead(wiring.Component):
 
     def _times_M(self, value):
         """``value · M`` as a signed-digit sum of shifted copies: w(M) − 1 adds. The top digit
-        of a positive M is +1 and starts the sum, so no copy needs a negation of its own."""
-        (_, shift), *rest = reversed(self.score_constant_digits)
-        total = value << shift
-        for sign, shift in rest:
+        of a positive M is +1 and goes first (synthesis folds the 0 + copy), so no copy needs a
+        negation of its own."""
+        total = C(0, 1)
+        for sign, shift in reversed(self.score_constant_digits):
             total = total + (value << shift) if sign > 0 else total - (value << shift)
         return total
 
