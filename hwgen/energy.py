@@ -202,7 +202,8 @@ def head_operations(core) -> dict[str, Operation]:
         "score_div": (n * n * steps["c"], 1, step_bits,
                       f"n² divisions floor(P / t) × {steps['c']} restoring steps"),
         "score_scale": (n * n, len(core.score_constant_digits), w["Y"],
-                        f"n² scalings C·M + (t << shift), M = {M}: w(M) − 1 digit adds and the rounding add"),
+                        f"n² scalings C·M + (t << shift), M = {M}: w(M) − 1 digit adds and "
+                        f"the rounding add"),
         "scale_div": (n * n * steps["x"], 1, step_bits,
                       f"n² divisions floor(Z / t) × {steps['x']} restoring steps"),
         "softmax_max": (n * n, 2, sm.x_width + 1, "n² scores: running-max compare, x − max"),

@@ -52,9 +52,10 @@ __all__ = ["SINormProperty", "check_si_norm_formally"]
 
 class SINormProperty(Elaboratable):
     """The core under the assertions above, with ``track`` (``track_width`` bits, enough to
-    count the input transfers of the whole trace) a free input held constant by an assumption. ``expect_rounding`` (default: the core's) sets the
-    ``v_init`` the assertion expects; the tests give the other one to see the check fail.
-    ``backpressure`` False assumes ``o.ready`` high in every cycle."""
+    count the input transfers of the whole trace) a free input held constant by an
+    assumption. ``expect_rounding`` (default: the core's) sets the ``v_init`` the assertion
+    expects; the tests give the other one to see the check fail. ``backpressure`` False
+    assumes ``o.ready`` high in every cycle."""
 
     def __init__(self, core: SINorm, track_width: int, expect_rounding: str | None = None,
                  backpressure: bool = True):
