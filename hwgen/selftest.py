@@ -54,10 +54,13 @@ class SelfTest(wiring.Component):
     with ``first = 1``). Output ports of the core other than ``o`` (such as the attention head's
     ``overrun``) are left unconnected: the check is on the ``o`` beats alone.
 
-    Stimulus: ``i.valid`` is offered in about 3 of 4 cycles (a 16-bit LFSR) and, once high,
-    held with the same payload until the core takes the beat. Back-pressure: ``o.ready`` is high
-    in about 3 of 4 cycles (a 15-bit LFSR, independent of ``o.valid``). Every transfer on ``o``
-    is compared with the expected entry.
+    Stimulus: ``core.i.valid`` rises in about 3 of 4 free cycles (a 16-bit LFSR) and, once
+    high, stays high with the same payload until the core takes the beat. ``core.i``'s valid
+    and payload are registers loaded straight from the input ROM, and the check registers each
+    output beat and its expected entry before comparing them, so no path runs from a ROM
+    through logic into the core or from the core through logic into the check. Back-pressure:
+    ``o.ready`` (a register) is high in about 3 of 4 cycles (a 15-bit LFSR, independent of
+    ``o.valid``). Every transfer on ``o`` is compared with the expected entry.
 
     Ports
     -----
@@ -71,8 +74,8 @@ class SelfTest(wiring.Component):
         after the transfer of a pass's last output beat, when that beat has been checked.
 
     A pass takes about ``len(expected) / (9/16 * core.throughput)`` cycles: each side moves a
-    beat in 3 of 4 cycles on average. The first input beat is offered one cycle after reset
-    (the ROM read has one cycle of latency).
+    beat in 3 of 4 cycles on average. The first input beat reaches ``core.i`` three cycles after
+    reset at the earliest (the first draw, the ROM read and the input register take one each).
     """
 
     def __init__(self, core: wiring.Component, inputs: list[int], expected: list[int]):
@@ -111,6 +114,17 @@ class SelfTest(wiring.Component):
         """Input beats per pass."""
         return len(self._inputs)
 
+    @staticmethod
+    def _rom_walk(m: Module, name: str, depth: int) -> tuple[Signal, Signal, Signal]:
+        """The index of the current ROM entry, the index after it (both registers, wrapping at
+        ``depth``) and the transfer strobe that advances them (to be driven by the caller)."""
+        index = Signal(range(depth), name=f"{name}_index")
+        after = Signal(range(depth), name=f"{name}_next", init=1 % depth)
+        transfer = Signal(name=f"{name}_transfer")
+        with m.If(transfer):
+            m.d.sync += [index.eq(after), after.eq(Mux(after == depth - 1, 0, after + 1))]
+        return index, after, transfer
+
     def elaborate(self, platform):
         m = Module()
         m.submodules.core = core = self._core
@@ -123,42 +137,36 @@ class SelfTest(wiring.Component):
 
         gaps = _lfsr(m, "gap_lfsr", (16, 15, 13, 4), seed=0xACE1)
         stalls = _lfsr(m, "stall_lfsr", (15, 14), seed=0x1234)
+        # The draws are registered so that each reaches the core straight from a flip-flop.
+        offer, stall_free = Signal(), Signal()
+        m.d.sync += [offer.eq(gaps[0] | gaps[1]), stall_free.eq(stalls[0] | stalls[1])]
 
-        # Input side. Each read port presents the entry at its index register; on a transfer it
-        # is addressed one ahead so the next entry is there the following cycle. ``primed`` covers
-        # the first cycle, before any read has completed.
-        last_in = len(self._inputs) - 1
-        in_index = Signal(range(len(self._inputs)))
-        in_next = Mux(in_index == last_in, 0, in_index + 1)
+        # Input side. ``core.i``'s valid and payload are registers loaded straight from the
+        # ROM's read data whenever they are free (empty, or taken this cycle): no logic lies
+        # between the ROM and the core, and an offered beat stays put until taken. The ROM is
+        # read at ``in_index`` and, when an entry is loaded, one entry ahead at ``in_next`` (a
+        # register, so no adder lies on the way to the address). ``primed`` covers the first
+        # cycle, before any read has completed.
+        in_index, in_next, in_advance = self._rom_walk(m, "in", len(self._inputs))
         primed = Signal()
-        offer = Signal()
-        in_transfer = Signal()
+        load = Signal()
         m.d.sync += primed.eq(1)
         m.d.comb += [
-            in_transfer.eq(core.i.valid & core.i.ready),
-            stimulus_rd.addr.eq(Mux(in_transfer, in_next, in_index)),
-            core.i.payload.eq(stimulus_rd.data),
-            core.i.valid.eq(offer & primed),
+            load.eq(~core.i.valid | core.i.ready),
+            in_advance.eq(load & offer & primed),
+            stimulus_rd.addr.eq(Mux(in_advance, in_next, in_index)),
         ]
-        with m.If(in_transfer):
-            m.d.sync += in_index.eq(in_next)
-        # A new offer is drawn only when there is none pending: valid, once high, stays high.
-        with m.If(~offer | in_transfer):
-            m.d.sync += offer.eq(gaps[0] | gaps[1])
+        with m.If(load):
+            m.d.sync += [core.i.valid.eq(offer & primed), core.i.payload.eq(stimulus_rd.data)]
 
         # Output side.
-        last_out = len(self._expected) - 1
-        out_index = Signal(range(len(self._expected)))
-        out_next = Mux(out_index == last_out, 0, out_index + 1)
-        out_transfer = Signal()
+        out_index, out_next, out_transfer = self._rom_walk(m, "out", len(self._expected))
         completed = Signal()
         m.d.comb += [
-            core.o.ready.eq(stalls[0] | stalls[1]),
+            core.o.ready.eq(stall_free),
             out_transfer.eq(core.o.valid & core.o.ready),
             reference_rd.addr.eq(Mux(out_transfer, out_next, out_index)),
         ]
-        with m.If(out_transfer):
-            m.d.sync += out_index.eq(out_next)
         # The beat and its expected entry are registered and compared a cycle later: the block
         # RAM's read data (unregistered, 6 ns on ECP5) then reaches a flip-flop directly, so
         # the check does not set a board design's Fmax below that of the core under test.
@@ -166,7 +174,7 @@ class SelfTest(wiring.Component):
         want = Signal.like(reference_rd.data, name="want")
         check, check_last = Signal(), Signal()
         m.d.sync += [got.eq(Value.cast(core.o.payload)), want.eq(reference_rd.data),
-                     check.eq(out_transfer), check_last.eq(out_index == last_out)]
+                     check.eq(out_transfer), check_last.eq(out_index == len(self._expected) - 1)]
         with m.If(check):
             with m.If(got != want):
                 m.d.sync += self.failed.eq(1)

@@ -44,6 +44,7 @@ from golden.fixed import check_int
 from golden.si_exp import SIExpTable, check_exp_table
 from golden.softmax import spiking_softmax
 
+from ..register_slice import RegisterSlice
 from .si_exp import VARIANTS, SIExp, load_table, resolve_table
 from .si_norm import MAX_E_WIDTH, SINorm, check_norm_parameters
 
@@ -254,8 +255,8 @@ class SpikingSoftmax(wiring.Component):
                                           else "pipelined")
         # Register slices in front of both pipelines: their ready is a register, so the
         # stall of a pipeline does not travel combinationally into the buffer control.
-        m.submodules.exp_slice = exp_in = _RegisterSlice(exp.i.payload.shape())
-        m.submodules.norm_slice = norm_in = _RegisterSlice(norm.i.payload.shape())
+        m.submodules.exp_slice = exp_in = RegisterSlice(exp.i.payload.shape())
+        m.submodules.norm_slice = norm_in = RegisterSlice(norm.i.payload.shape())
         wiring.connect(m, exp_in.o, exp.i)
         wiring.connect(m, norm_in.o, norm.i)
         exp_tag = _TAG(exp_in.i.payload.tag)
@@ -456,29 +457,6 @@ class SpikingSoftmax(wiring.Component):
             self.o.payload.cut.eq(norm_tag.cut),
             norm.o.ready.eq(self.o.ready),
         ]
-
-
-class _RegisterSlice(wiring.Component):
-    """A stream register with a registered ``ready`` (a skid buffer): one cycle of latency,
-    one beat per cycle, and no combinational path from ``o.ready`` to ``i.ready``."""
-
-    def __init__(self, shape):
-        super().__init__({"i": In(stream.Signature(shape)), "o": Out(stream.Signature(shape))})
-
-    def elaborate(self, platform):
-        m = Module()
-        # The skid register catches the beat accepted in the cycle the output stalls.
-        skid = Signal(self.i.payload.shape(), reset_less=True)
-        skid_valid = Signal()
-        m.d.comb += self.i.ready.eq(~skid_valid)
-        with m.If(~self.o.valid | self.o.ready):
-            with m.If(skid_valid):
-                m.d.sync += [self.o.payload.eq(skid), skid_valid.eq(0)]
-            with m.Else():
-                m.d.sync += [self.o.payload.eq(self.i.payload), self.o.valid.eq(self.i.valid)]
-        with m.Elif(self.i.valid & ~skid_valid):
-            m.d.sync += [skid.eq(self.i.payload), skid_valid.eq(1)]
-        return m
 
 
 def _default_range(lo, hi, subtract_max: bool, table: SIExpTable | None):
