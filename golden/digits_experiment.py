@@ -80,6 +80,7 @@ def run_experiment(T: int = 8, softmax: str = "spiking", integer: bool = True, *
         "snn_accuracy": snn_acc,
         "conversion_loss": [ann - a for a in snn_acc],
         **energy_report(stats),
+        "checkpoint": str(checkpoint),
         "model": {k: v for k, v in info.items() if k != "config"} | {"config": info["config"]},
         "lambdas": {name: site.lambdas for name, site in snn.sites.items()},
         "seconds": round(time.monotonic() - start, 1),
@@ -109,7 +110,8 @@ def format_table(r: dict) -> str:
 def output_stem(result: dict) -> str:
     """File name of a result: T, softmax and mode, then every setting off its default (so runs
     with other settings do not overwrite each other). Settings that are not a number (fixed λ,
-    an SI-exp table, the ViT's configuration) are named by a short hash of their value."""
+    an SI-exp table, the ViT's configuration, a checkpoint path other than the default) are
+    named by a short hash of their value."""
     default = ConversionConfig()
     stem = (f"vit_digits_T{result['T']}_{result['softmax']}"
             f"_{'int' if result['integer'] else 'real'}")
@@ -129,7 +131,9 @@ def output_stem(result: dict) -> str:
             ("lambdas", result["fixed_lambdas"],
              {key: list(v) for key, v in default.lambdas.items()}),
             ("table", result["table"], None),
-            ("vit", result["model"]["config"], asdict(ViTConfig()))):
+            ("vit", result["model"]["config"], asdict(ViTConfig())),
+            ("checkpoint", result.get("checkpoint", str(DEFAULT_CHECKPOINT)),
+             str(DEFAULT_CHECKPOINT))):
         if value != usual:
             digest = hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
             stem += f"_{name}-{digest[:8]}"

@@ -73,9 +73,10 @@ class SelfTest(wiring.Component):
         Completed passes over the expected ROM, saturating at 65535; counts up two cycles
         after the transfer of a pass's last output beat, when that beat has been checked.
 
-    A pass takes about ``len(expected) / (9/16 * core.throughput)`` cycles: each side moves a
-    beat in 3 of 4 cycles on average. The first input beat reaches ``core.i`` three cycles after
-    reset at the earliest (the first draw, the ROM read and the input register take one each).
+    For a core that takes a beat in every cycle, a pass takes about ``len(expected) / (9/16)``
+    cycles: each side moves a beat in 3 of 4 cycles on average. The first input beat reaches
+    ``core.i`` two cycles after reset (the first draw and the ROM read share the first cycle,
+    the input register takes the second).
     """
 
     def __init__(self, core: wiring.Component, inputs: list[int], expected: list[int]):
@@ -145,19 +146,17 @@ class SelfTest(wiring.Component):
         # ROM's read data whenever they are free (empty, or taken this cycle): no logic lies
         # between the ROM and the core, and an offered beat stays put until taken. The ROM is
         # read at ``in_index`` and, when an entry is loaded, one entry ahead at ``in_next`` (a
-        # register, so no adder lies on the way to the address). ``primed`` covers the first
-        # cycle, before any read has completed.
+        # register, so no adder lies on the way to the address). ``offer`` is low in the first
+        # cycle after reset, before any read has completed.
         in_index, in_next, in_advance = self._rom_walk(m, "in", len(self._inputs))
-        primed = Signal()
         load = Signal()
-        m.d.sync += primed.eq(1)
         m.d.comb += [
             load.eq(~core.i.valid | core.i.ready),
-            in_advance.eq(load & offer & primed),
+            in_advance.eq(load & offer),
             stimulus_rd.addr.eq(Mux(in_advance, in_next, in_index)),
         ]
         with m.If(load):
-            m.d.sync += [core.i.valid.eq(offer & primed), core.i.payload.eq(stimulus_rd.data)]
+            m.d.sync += [core.i.valid.eq(offer), core.i.payload.eq(stimulus_rd.data)]
 
         # Output side.
         out_index, out_next, out_transfer = self._rom_walk(m, "out", len(self._expected))

