@@ -18,7 +18,7 @@ format, samples of ``time_steps + 1`` steps overflow.
 
 The solver's time grows steeply with the number of neurons, whose membranes it tracks (IF,
 5-bit input, 3 steps: 4 s with 2 neurons; with 5, still running after 9 minutes, when it was
-stopped), so the checks use one or two.
+stopped), so the checks use at most three, on small widths.
 """
 
 from __future__ import annotations
