@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from golden.cli import output_file, write_output  # noqa: E402  (needs the path above)
+from golden.cli import Parser, output_file, write_output  # noqa: E402  (needs the path above)
 from hwgen.report import source_commit  # noqa: E402
 
 
@@ -22,10 +22,8 @@ def parser(script: str, doc: str) -> argparse.ArgumentParser:
     """The parser of benchmark ``script`` (its ``__file__``), described by the first paragraph
     of ``doc``, with ``--out``; options are spelled out and help shows their defaults."""
     name = Path(script).stem
-    p = argparse.ArgumentParser(prog=f"benchmarks/{name}.py",
-                                description=" ".join(doc.split("\n\n")[0].split()),
-                                allow_abbrev=False,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = Parser(prog=f"benchmarks/{name}.py", description=" ".join(doc.split("\n\n")[0].split()),
+               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--out", default=str(REPO / "build" / "benchmarks" / f"{name}.json"),
                    type=output_file, help="JSON file to write")
     return p

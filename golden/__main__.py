@@ -43,12 +43,13 @@ def _inputs(args, fmt):
     return real, fmt.quantise(real)
 
 
-def _positive_level(fmt, option: str, value: float) -> int:
-    """A threshold or base level given as a real: at least one LSB of ``fmt``."""
+def _positive_level(fmt, option: str, value: float, defaulted: bool) -> int:
+    """A threshold or base level given as a real: at least one LSB of ``fmt``. ``defaulted``:
+    the user left the option out, which the error says, since it is --frac that was given."""
     q = fmt.quantise_scalar(option, value)
     if q < 1:
-        raise ValueError(f"{option} must be at least one LSB of {fmt} ({fmt.lsb:g}), "
-                         f"not {value:g}")
+        raise ValueError(f"{option} {'(default) ' if defaulted else ''}must be at least one LSB "
+                         f"of {fmt} ({fmt.lsb:g}), not {value:g}")
     return q
 
 
@@ -70,6 +71,7 @@ def _neuron(args):
     from .fixed import Format, check_int
     from .if_neuron import IFConfig, if_neuron, if_neuron_float
     from .mt_neuron import MTConfig, mt_decode, mt_neuron, mt_neuron_float
+    defaulted = set()
     for neuron, options in _NEURON_OPTIONS.items():
         given = [o for o in options if getattr(args, o) is not None]
         if neuron != args.neuron and given:
@@ -79,19 +81,21 @@ def _neuron(args):
         for o in options:
             if getattr(args, o) is None:
                 setattr(args, o, _NEURON_DEFAULTS[o])
+                defaulted.add(o)
     check_int("--T", args.T, minimum=1, maximum=1 << 20)
     fmt = Format(args.width, args.frac)
     real, x = _inputs(args, fmt)
     if args.neuron == "if":
-        threshold = _positive_level(fmt, "--threshold", args.threshold)
+        threshold = _positive_level(fmt, "--threshold", args.threshold,
+                                    "threshold" in defaulted)
         config = IFConfig(fmt, threshold, args.T)
         ints = if_neuron(x, threshold).spikes
         floats = if_neuron_float(real, args.threshold).spikes
         levels = {"threshold": threshold * fmt.lsb}
         values = ints.to(torch.float64) * levels["threshold"]
     else:
-        lp = _positive_level(fmt, "--lambda-pos", args.lambda_pos)
-        ln = _positive_level(fmt, "--lambda-neg", args.lambda_neg)
+        lp = _positive_level(fmt, "--lambda-pos", args.lambda_pos, "lambda_pos" in defaulted)
+        ln = _positive_level(fmt, "--lambda-neg", args.lambda_neg, "lambda_neg" in defaulted)
         config = MTConfig(fmt, lp, ln, args.levels, args.T)
         ints = mt_neuron(x, lp, ln, args.levels).codes
         floats = mt_neuron_float(real, args.lambda_pos, args.lambda_neg, args.levels).codes
@@ -146,11 +150,14 @@ def _quantised_range(lo_hi, table) -> tuple[int, int]:
 
 
 def _si_exp_eval(args):
-    from .si_exp import SIExpTable, evaluate_table, shipped_table
+    from .si_exp import TARGETS, SIExpTable, evaluate_table, shipped_table
     if args.params is None:
         table = shipped_table(12 if args.K is None else args.K, *(args.range or (-1.0, 1.0)))
     else:
         table = SIExpTable.load(args.params)
+        if table.target not in TARGETS:
+            raise ValueError(f"{args.params} approximates {table.target!r}; si-exp eval measures "
+                             f"tables of {', '.join(TARGETS)}")
         if args.K is not None and args.K != table.K:
             raise ValueError(f"--K {args.K} differs from K = {table.K} of {args.params}")
         if args.range is not None and _quantised_range(args.range, table) != (table.lo, table.hi):
@@ -164,7 +171,9 @@ def _si_exp_eval(args):
 
 
 def _softmax_eval(args):
-    from .softmax_eval import evaluate_softmax
+    from .fixed import check_int
+    from .softmax_eval import MAX_ROWS_PER_CELL, evaluate_softmax
+    check_int("--rows-per-cell", args.rows_per_cell, minimum=1, maximum=MAX_ROWS_PER_CELL)
     result = evaluate_softmax(K=args.K, N=args.N, rounding=args.rounding,
                               rows_per_cell=args.rows_per_cell, seed=args.seed)
     if args.json:
@@ -190,6 +199,9 @@ def _vit_digits(args):
     if spiking and args.softmax == "exact":
         raise ValueError(f"--softmax exact takes no {' or '.join('--' + n for n in spiking)} "
                          f"(SI-exp steps and SI-norm spikes are settings of the spiking softmax)")
+    if not args.quiet and not Path(args.checkpoint).exists():  # the bar shows only on a terminal
+        print(f"no checkpoint at {args.checkpoint}: training the ViT (about 40 s)",
+              file=sys.stderr, flush=True)
     torch.manual_seed(0)
     result = run_experiment(args.T, args.softmax, args.int, softmax_input=args.softmax_input,
                             checkpoint=args.checkpoint, limit=args.limit,
@@ -265,8 +277,9 @@ def parser() -> argparse.ArgumentParser:
     sm = sub.add_parser("softmax", help="evaluate the spiking softmax").add_subparsers(
         dest="action", required=True, metavar="ACTION")
     q = sm.add_parser("eval", help="integer spiking softmax vs float softmax (golden.softmax_eval)")
-    q.add_argument("--K", type=int, default=12, help="SI-exp steps of the shipped tables "
-                                                      "(default: 12)")
+    q.add_argument("--K", type=int, default=12,
+                   help="SI-exp steps: 12 or 16, the K with a shipped table on both [-1, 1] and "
+                        "[-8, 0] (default: 12)")
     q.add_argument("--N", type=int, default=256, help="SI-norm input spikes (default: 256)")
     q.add_argument("--rounding", choices=["round", "floor"], default="round",
                    help="SI-norm rounding: v_init = Vth // 2 (round) or 0 (floor) (default: round)")

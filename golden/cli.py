@@ -30,11 +30,17 @@ class Parser(argparse.ArgumentParser):
     def __init__(self, **kwargs):
         super().__init__(allow_abbrev=False, **kwargs)
 
+    def error(self, message):
+        # argparse prints the whole usage block first; the conventions promise one line.
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
 
 def output_file(value: str) -> Path:
     """``type=`` of an option that names a file to write. Checked at parse time, so that a path
     that cannot be written fails at once, not after the long work it would hold; its folder is
     made only when the file is written (:func:`write_output`)."""
+    if not value:
+        raise argparse.ArgumentTypeError("an empty name is not a file name")
     if value == "-":
         raise argparse.ArgumentTypeError("- (standard output) is not taken here; give a file "
                                          "name")
@@ -84,9 +90,12 @@ def check_output_folder(folder: str | Path) -> Path:
 
 
 def write_output(path: str | Path, text: str) -> None:
-    """Write ``text`` to the file ``path``, making its folder when missing."""
+    """Write ``text`` to the file ``path``, making its folder when missing; a file it replaces
+    is named on standard error, so that nothing is overwritten silently."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        print(f"replacing {path}", file=sys.stderr)
     path.write_text(text)
 
 

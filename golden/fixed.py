@@ -145,8 +145,11 @@ class Format:
         if not math.isfinite(float(x)):
             raise ValueError(f"{name} = {x} is not a finite number; format {self} holds "
                              f"{self.min} to {self.max}")
-        scaled = float(x) * 2.0 ** self.frac  # inf for reals far outside any format
-        q = math.floor(scaled) if math.isfinite(scaled) else None
+        # The real is checked, not only its rounding: half an LSB below min would round into
+        # the format and half an LSB above max would not. The integer is checked too, since a
+        # format wider than float64 has a max that rounds up to a power of two.
+        scaled = float(x) * 2.0 ** self.frac
+        q = math.floor(scaled) if self.min <= float(x) <= self.max else None
         if q is not None and scaled - q >= 0.5:  # round half up, exactly (see quantise)
             q += 1
         if q is None or not self.min_int <= q <= self.max_int:

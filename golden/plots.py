@@ -60,8 +60,9 @@ def write_plots(out: Path) -> list[Path]:
             ax.bar(idx - 0.2, reference.numpy(), width=0.4, label="float softmax")
             ax.bar(idx + 0.2, (counts / 256).numpy(), width=0.4, label="spiking (K=12, N=256)")
             ax.set_title(f"{setting} setting, row of {length}", fontsize=9)
-            ax.legend(fontsize=7)
-    fig.tight_layout()
+    # One legend above the panels: inside one, it would cover bars.
+    fig.legend(*axes[0][0].get_legend_handles_labels(), loc="upper center", ncol=2, fontsize=8)
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
     written.append(out / "softmax_spiking_vs_float.png")
     fig.savefig(written[-1], dpi=120)
     plt.close(fig)

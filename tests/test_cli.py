@@ -87,6 +87,21 @@ def test_neuron_names_a_level_below_one_lsb(argv, message, capsys):
     assert capsys.readouterr().err.startswith(f"error: {message}")
 
 
+def test_neuron_says_when_a_level_it_refuses_is_the_default(capsys):
+    # A coarse --frac makes the default threshold 1.0 less than one LSB.
+    assert golden_main(["neuron", "if", "--x", "0", "--frac", "-3"]) == 2
+    assert capsys.readouterr().err == ("error: --threshold (default) must be at least one LSB "
+                                       "of s16.-3 (8), not 1\n")
+
+
+def test_argument_errors_are_one_line(capsys):
+    with pytest.raises(SystemExit) as stop:
+        golden_main(["vit-digits", "--T", "x"])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err == ("error: argument --T: invalid int value: 'x' (see "
+                                       "python -m golden vit-digits --help)\n")
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--T", "0"], "T must be an integer from 1 to 65536, not 0"),
     (["--limit", "0"], "limit must be an integer from 1 to 540, not 0"),
@@ -155,6 +170,16 @@ def test_an_output_file_gets_its_folder(tmp_path):
     assert "\nmodule if_core(" in out.read_text()
 
 
+def test_a_replaced_output_file_is_named(tmp_path, capsys):
+    out = tmp_path / "if.v"
+    assert hwgen_main(["verilog", "if", "--param", "neurons=2", "-o", str(out)]) == 0
+    assert "replacing" not in capsys.readouterr().err
+    first = out.read_text()
+    assert hwgen_main(["verilog", "if", "--param", "neurons=3", "-o", str(out)]) == 0
+    assert capsys.readouterr().err.startswith(f"replacing {out}\n")
+    assert out.read_text() != first
+
+
 @pytest.mark.parametrize("main, argv", [
     (hwgen_main, ["verilog", "if", "-o"]),
     (hwgen_main, ["report", "if", "--json"]),
@@ -175,6 +200,7 @@ def test_an_output_file_that_cannot_be_written_is_refused_before_work(main, argv
 
 def test_odd_output_paths_are_one_error_line(tmp_path, capsys):
     for path, message in [("-", "- (standard output) is not taken here; give a file name"),
+                          ("", "an empty name is not a file name"),
                           (str(tmp_path / ("a" * 300 + ".v")), "File name too long")]:
         with pytest.raises(SystemExit) as stop:
             hwgen_main(["verilog", "if", "-o", path])
@@ -218,8 +244,13 @@ def test_an_output_folder_that_cannot_be_made_is_refused_before_work(main, argv,
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--whole-model", "--images", "0"], "images and batch must be at least 1, not 0 and 25"),
-    (["--whole-model", "--lanes", "17"], "lanes must be an integer from 1 to 16, not 17"),
+    (["--whole-model", "--images", "0"], "--images must be an integer greater than or equal "
+                                          "to 1, not 0"),
+    (["--whole-model", "--batch", "0"], "--batch must be an integer greater than or equal to 1, "
+                                        "not 0"),
+    (["--whole-model", "--lanes", "17"], "--lanes must be an integer from 1 to 16, not 17"),
+    (["--set", "small", "--heads", "-3"], "--heads must be an integer greater than or equal to "
+                                          "0, not -3"),
 ])
 def test_attention_check_names_a_bad_option(argv, message, tmp_path, capsys):
     assert attention_check_main([*argv, "--out", str(tmp_path)]) == 2

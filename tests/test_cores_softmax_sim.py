@@ -298,6 +298,12 @@ def test_table_from_json_path(tmp_path):
     table.save(tmp_path / "t.json")
     assert SIExp(K=3, table=str(tmp_path / "t.json")).table == table
     assert SpikingSoftmax(K=3, table=str(tmp_path / "t.json"), subtract_max=False).table == table
+    # K and the range default to the table's, not to the shipped tables' 12 and [-1, 1].
+    wide = make_test_table(3, -6.0, 6.0, kind="random")
+    wide.save(tmp_path / "wide.json")
+    assert SIExp(table=str(tmp_path / "wide.json")).table == wide
+    assert SpikingSoftmax(table=str(tmp_path / "wide.json"), subtract_max=False).table == wide
+    assert SIExp().table == shipped_table(12, -1.0, 1.0)
 
 
 TABLE = make_test_table(4, -1.0, 1.0)

