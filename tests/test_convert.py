@@ -624,3 +624,70 @@ def test_integer_products_beyond_int64_are_refused():
     q = torch.tensor([[[1 << 15] * 4, [0] * 4]])
     with pytest.raises(ValueError, match="beyond int64"):
         attention_head(q, q, torch.ones_like(q), config)
+
+
+# -- calibration edge cases and the energy model's terms ----------------------------------------
+
+def test_integer_lambda_rounds_down_to_a_power_of_two():
+    from golden.convert import _exponent
+    assert (_exponent(0.75), _exponent(1.5), _exponent(1.0), _exponent(0.0125)) == (-1, 0, 0, -7)
+
+
+def test_a_site_that_calibrates_to_zero_is_refused():
+    with pytest.raises(ValueError, match="λp must be positive"):
+        convert(nn.Linear(4, 2).double(), [torch.zeros(10, 4, dtype=torch.float64)])
+
+
+def test_equal_percentiles_are_refused():
+    with pytest.raises(ValueError, match="percentiles"):
+        ConversionConfig(percentiles=(0.5, 0.5))
+
+
+def test_a_site_name_overrides_its_kind():
+    mlp = nn.Sequential(nn.Linear(6, 5), nn.Linear(5, 4)).double()
+    x = torch.randn(10, 6, dtype=torch.float64)
+    snn = convert(mlp, [x], lambdas={"1:in": (0.5, 0.5), "linear": (1.0, 1.0)})
+    assert snn.sites["1:in"].lambdas == (0.5, 0.5)
+    assert snn.sites["0:in"].lambdas == (1.0, 1.0)
+
+
+def test_a_spike_finer_than_act_frac_is_refused():
+    torch.manual_seed(0)
+    block = nn.TransformerEncoderLayer(4, 1, 8, dropout=0.0, batch_first=True).double().eval()
+    x = torch.randn(2, 3, 4, dtype=torch.float64)
+    # The fc_out site's λ = 2**-3 is one bit finer than act_frac = 2 holds.
+    snn = convert(block, [x], integer=True, act_frac=2,
+                  lambdas={"s": (0.0125, 0.0125), "fc_out": (2.0 ** -3, 2.0 ** -3)})
+    with pytest.raises(ValueError, match="raise act_frac"):
+        snn(x, T=2)
+
+
+def _cumulative_rate(stats, site: str) -> torch.Tensor:
+    s = stats.sites[site]
+    return torch.cumsum(s["spikes"], 0) / (s["neurons"] * stats.samples)
+
+
+def test_sit_energy_of_an_attention_block_counts_every_input_rate():
+    """SIT: each layer costs its FLOPs × the summed spike rates of its inputs × E_AC; the two
+    attention matmuls have two spiking inputs each."""
+    torch.manual_seed(0)
+    block = nn.TransformerEncoderLayer(4, 1, 8, dropout=0.0, batch_first=True).double().eval()
+    x = torch.randn(3, 3, 4, dtype=torch.float64)
+    snn = convert(block, [x])
+    stats = snn.record_stats()
+    snn(x, T=3)
+    expected = sum(layer["flops"] * sum(_cumulative_rate(stats, n) for n in layer["inputs"]) * 0.9
+                   for layer in stats.layers.values())
+    assert energy_report(stats)["energy_snn_uj"] == pytest.approx((expected * 1e-6).tolist())
+
+
+def test_sit_energy_charges_an_analog_layer_a_mac_per_step():
+    mlp = nn.Sequential(nn.Linear(6, 5), nn.Linear(5, 4)).double()
+    x = torch.randn(10, 6, dtype=torch.float64)
+    snn = convert(mlp, [x], analog=("0",))
+    stats = snn.record_stats()
+    snn(x, T=4)
+    t = torch.arange(1, 5, dtype=torch.float64)
+    # Layer 1: 5·4 FLOPs on spikes; layer 0: 6·5 MACs at every step.
+    expected = 20 * _cumulative_rate(stats, "1:in") * 0.9 + t * 30 * 4.6
+    assert energy_report(stats)["energy_snn_uj"] == pytest.approx((expected * 1e-6).tolist())

@@ -281,3 +281,73 @@ def test_matmul_sops_is_ecmt_sop_monitor():
         want = [sum(neuron.step(a[t, h], b[t, h]) for h, neuron in enumerate(neurons))
                 for t in range(5)]
         assert matmul_sops(a, b).tolist() == want
+
+
+# -- the int64 guards at their limits, and the exact softmax's rounding -------------------------
+
+_T12 = shipped_table(12, -8, 0)
+
+
+def _head(**changes) -> HeadConfig:
+    base = dict(tokens=2, head_dim=2, time_steps=2, levels=3, q_exponents=(0, 0),
+                k_exponents=(0, 0), v_exponents=(0, 0), s_exponents=(-3, -3),
+                out_exponents=(0, 0), table=_T12)
+    return HeadConfig(**(base | changes))
+
+
+@pytest.mark.parametrize("scale", [0.5, 0.3, 1 / 3, 7.0, 1e-3])
+@pytest.mark.parametrize("bits", [2, 8, 16])
+def test_score_constant_has_scale_bits(scale, bits):
+    M, shift = _head(score_scale=scale, scale_bits=bits).score_constant
+    assert M.bit_length() == bits or shift == 0
+
+
+def test_code_width_limit_is_exact():
+    with pytest.raises(ValueError, match="beyond int64"):
+        _head(levels=16, q_exponents=(-24, 24))
+    _head(levels=16, q_exponents=(-23, 24))
+
+
+def test_score_shift_limit_is_exact():
+    # score_scale = 2**(15 - 62 - frac): the shift is 62, and 2·T << 62 leaves int64.
+    with pytest.raises(ValueError, match="too small"):
+        _head(time_steps=1, score_scale=2.0 ** (15 - 62 - _T12.input_format.frac))
+
+
+def test_exact_softmax_counts_round_half_up():
+    c = _head(softmax="exact", N=256, head_dim=1, time_steps=1, score_scale=1.0)
+    q, k = torch.tensor([[[1], [1]]]), torch.tensor([[[1], [0]]])
+    counts = attention_head(q, k, torch.ones_like(q), c).counts
+    X = torch.floor(torch.tensor([[1.0, 0.0]]) * c.score_alpha + 0.5) * _T12.input_format.lsb
+    p = torch.softmax(X - X.max(), dim=-1)
+    assert counts[0, 0].tolist() == torch.floor(p[0] * 256 + 0.5).long().tolist()
+
+
+def test_score_overflow_counts_the_rounding_term():
+    # Scores summing to 2**47 - 1 with M = 2**15 and shift 16: only the rounding term added
+    # before the shift takes the product past int64.
+    c = HeadConfig(tokens=1, head_dim=47, time_steps=1, levels=16, q_exponents=(24, 0),
+                   k_exponents=(0, 0), v_exponents=(0, 0), s_exponents=(-3, -3),
+                   out_exponents=(0, 0), table=_T12,
+                   score_scale=2.0 ** (-1 - _T12.input_format.frac))
+    assert c.score_constant == (1 << 15, 16)
+    q, k = [], []
+    for i in range(47):
+        if i <= 30:
+            j = min(i, 15)
+            q.append(-(1 << j))
+            k.append(-(1 << (i - j)))
+        else:
+            j = min(i - 24, 15)
+            q.append(1 << j)
+            k.append(1 << (i - 24 - j))
+    q, k = torch.tensor([[q]]), torch.tensor([[k]])
+    products = decode_codes(q, c.q_exponents) * decode_codes(k, c.k_exponents)
+    assert int(products.sum()) == 2**47 - 1
+    with pytest.raises(ValueError, match="overflow"):
+        attention_head(q, k, torch.ones_like(q), c)
+
+
+def test_ecm_matmul_refuses_a_running_sum_beyond_int64():
+    with pytest.raises(ValueError, match="can sum beyond int64"):
+        ecm_matmul_int(torch.full((2, 1, 1), 2**63 - 1), torch.tensor([[[1]], [[0]]]))

@@ -77,6 +77,9 @@ def test_quantise_scalar_refuses_to_saturate():
         with pytest.raises(ValueError, match="outside format s8.4 \\(-8.0 to 7.9375\\)"):
             Format(8, 4).quantise_scalar("threshold", outside)
     assert Format(8, 4).quantise_scalar("threshold", -8.0) == -128
+    # Round half up, as quantise does: 0.5 LSB goes up and -0.5 LSB goes to 0.
+    assert Format(8, 1).quantise_scalar("x", 0.25) == 1
+    assert Format(8, 1).quantise_scalar("x", -0.25) == 0
 
 
 @pytest.mark.parametrize("value, message", [
