@@ -197,7 +197,7 @@ def test_table_files_and_tables_must_be_consistent(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--rows-per-cell", "0"], "rows_per_cell must be an integer from 1 to 30000, not 0"),
+    (["--rows-per-cell", "0"], "--rows-per-cell must be an integer from 1 to 30000, not 0"),
     (["--N", "3"], "N must be a power of two from 1 to 16777216, not 3"),
     (["--seed", "-1"], "seed must be an integer from 0 to 9223372036854775807, not -1"),
     (["--seed", str(2**64)],
